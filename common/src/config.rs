@@ -1,0 +1,374 @@
+//! Configuration: every option is a command-line flag, a `LIVECDN_*` environment variable and
+//! a key of the TOML file given by `--config` (precedence in that order). The file's
+//! `[section] key` is the flag `--section-key`; unknown keys are rejected naming the key.
+//! Also the option groups origin and edge share.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches};
+
+use crate::media::HubConfig;
+use crate::net::NetLimits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config file {path}: unknown key `{key}`")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: key `{key}` must be a string, number, boolean or array of them")]
+    BadValue { path: PathBuf, key: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses `T` from `args` (argv[0] first), the environment and the `--config` file.
+pub fn load_from<T: CommandFactory + FromArgMatches>(
+    args: Vec<OsString>,
+) -> Result<T, clap::Error> {
+    let mut cmd = T::command();
+    let file = config_path(&args);
+    let mut full: Vec<OsString> = args.iter().take(1).cloned().collect();
+    if let Some(path) = file {
+        match file_args(&cmd, &path, &args[1.min(args.len())..]) {
+            Ok(extra) => full.extend(extra),
+            Err(e) => return Err(cmd.error(clap::error::ErrorKind::InvalidValue, e.to_string())),
+        }
+    }
+    full.extend(args.into_iter().skip(1));
+    let matches = cmd.try_get_matches_from_mut(full)?;
+    T::from_arg_matches(&matches)
+}
+
+/// `load_from` over the process's arguments; prints the error and exits on failure.
+pub fn load<T: CommandFactory + FromArgMatches>() -> T {
+    match load_from(std::env::args_os().collect()) {
+        Ok(t) => t,
+        Err(e) => e.exit(),
+    }
+}
+
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(p) = s.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+    }
+    std::env::var_os("LIVECDN_CONFIG").map(PathBuf::from)
+}
+
+/// The file's keys as `--flag value` arguments, skipping those the command line or the
+/// environment already set.
+fn file_args(
+    cmd: &clap::Command,
+    path: &PathBuf,
+    cli: &[OsString],
+) -> Result<Vec<OsString>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    let mut flat = Vec::new();
+    flatten("", &table, &mut flat);
+    let mut out = Vec::new();
+    for (key, value) in flat {
+        let flag = key.replace(['.', '_'], "-");
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config")
+        else {
+            return Err(ConfigError::UnknownKey {
+                path: path.clone(),
+                key,
+            });
+        };
+        let on_cli = cli.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{flag}") || a.starts_with(&format!("--{flag}="))
+        });
+        let in_env = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
+        if on_cli || in_env {
+            continue;
+        }
+        let values = match &value {
+            toml::Value::Array(items) => items.iter().map(scalar).collect(),
+            v => vec![scalar(v)],
+        };
+        for v in values {
+            let v = v.ok_or_else(|| ConfigError::BadValue {
+                path: path.clone(),
+                key: key.clone(),
+            })?;
+            out.push(OsString::from(format!("--{flag}={v}")));
+        }
+    }
+    Ok(out)
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            v => out.push((key, v.clone())),
+        }
+    }
+}
+
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Identity of a node in the cluster.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Unique node id (default: the hostname).
+    #[arg(long = "node-id", env = "LIVECDN_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Region label used by schedulers and dashboards.
+    #[arg(long = "region", env = "LIVECDN_REGION", default_value = "default")]
+    pub region: String,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long = "log", env = "LIVECDN_LOG", default_value = "info")]
+    pub log: String,
+    /// On SIGTERM/SIGINT, players and publishers get this long to be closed cleanly.
+    #[arg(long = "shutdown-grace", env = "LIVECDN_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl NodeArgs {
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "livecdn".to_string())
+        })
+    }
+}
+
+/// Listeners and per-connection limits.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// RTMP listener.
+    #[arg(
+        long = "rtmp-listen",
+        env = "LIVECDN_RTMP_LISTEN",
+        default_value = "0.0.0.0:1935"
+    )]
+    pub rtmp_listen: SocketAddr,
+    /// HTTP listener (HTTP-FLV, /healthz).
+    #[arg(
+        long = "http-listen",
+        env = "LIVECDN_HTTP_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub http_listen: SocketAddr,
+    /// From accept to publish/play; slower connections are closed.
+    #[arg(long = "rtmp-handshake-timeout", env = "LIVECDN_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub rtmp_handshake_timeout: Duration,
+    /// A publisher sending no media for this long is dropped.
+    #[arg(long = "rtmp-publish-idle-timeout", env = "LIVECDN_RTMP_PUBLISH_IDLE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub rtmp_publish_idle_timeout: Duration,
+    /// A write to a player that makes no progress for this long closes it.
+    #[arg(long = "net-write-timeout", env = "LIVECDN_NET_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub net_write_timeout: Duration,
+    /// RTMP connections beyond this are refused at accept.
+    #[arg(
+        long = "net-max-connections",
+        env = "LIVECDN_NET_MAX_CONNECTIONS",
+        default_value_t = 20_000
+    )]
+    pub net_max_connections: usize,
+    /// Frames per write batch (one writev).
+    #[arg(long = "net-batch-frames", env = "LIVECDN_NET_BATCH_FRAMES", default_value_t = 64, value_parser = clap::value_parser!(usize))]
+    pub net_batch_frames: usize,
+}
+
+impl NetArgs {
+    pub fn limits(&self) -> NetLimits {
+        NetLimits {
+            handshake_timeout: self.rtmp_handshake_timeout,
+            publish_idle_timeout: self.rtmp_publish_idle_timeout,
+            write_timeout: self.net_write_timeout,
+            max_connections: self.net_max_connections,
+            batch_frames: self.net_batch_frames.max(1),
+        }
+    }
+}
+
+/// The hub's caches and player queues.
+#[derive(Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Keep the last GOP so new players start on a keyframe at once.
+    #[arg(long = "media-gop-cache", env = "LIVECDN_MEDIA_GOP_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub media_gop_cache: bool,
+    /// A GOP with more frames than this is not cached.
+    #[arg(
+        long = "media-gop-max-frames",
+        env = "LIVECDN_MEDIA_GOP_MAX_FRAMES",
+        default_value_t = 2048
+    )]
+    pub media_gop_max_frames: usize,
+    /// A GOP larger than this many bytes is not cached.
+    #[arg(long = "media-gop-max-bytes", env = "LIVECDN_MEDIA_GOP_MAX_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub media_gop_max_bytes: usize,
+    /// Milliseconds of media a player may fall behind before it drops to the next keyframe.
+    #[arg(
+        long = "media-queue-max-ms",
+        env = "LIVECDN_MEDIA_QUEUE_MAX_MS",
+        default_value_t = 10_000
+    )]
+    pub media_queue_max_ms: u32,
+    /// A player that overflows this many times within the slow window is disconnected.
+    #[arg(
+        long = "media-slow-max-overflows",
+        env = "LIVECDN_MEDIA_SLOW_MAX_OVERFLOWS",
+        default_value_t = 3
+    )]
+    pub media_slow_max_overflows: u32,
+    /// The slow window, in milliseconds of media.
+    #[arg(
+        long = "media-slow-window-ms",
+        env = "LIVECDN_MEDIA_SLOW_WINDOW_MS",
+        default_value_t = 60_000
+    )]
+    pub media_slow_window_ms: u32,
+    /// How long a player of a stream that is not (yet) published waits before StreamNotFound/404.
+    #[arg(long = "media-play-wait", env = "LIVECDN_MEDIA_PLAY_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub media_play_wait: Duration,
+}
+
+impl MediaArgs {
+    pub fn hub_config(&self) -> HubConfig {
+        HubConfig {
+            gop_cache: self.media_gop_cache,
+            gop_max_frames: self.media_gop_max_frames,
+            gop_max_bytes: self.media_gop_max_bytes,
+            queue_max_ms: self.media_queue_max_ms,
+            slow_max_overflows: self.media_slow_max_overflows.max(1),
+            slow_window_ms: self.media_slow_window_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct T {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn file_then_cli_precedence_and_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("livecdn-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "region = \"eu\"\n[rtmp]\nlisten = \"127.0.0.1:1999\"\n[http]\nlisten = \"127.0.0.1:8999\"\n",
+        )
+        .expect("write");
+        let p = good.to_string_lossy().to_string();
+        let t: T = load_from(args(&["x", "--config", &p])).expect("load");
+        assert_eq!(t.net.rtmp_listen.port(), 1999);
+        assert_eq!(t.node.region, "eu");
+        let t: T = load_from(args(&[
+            "x",
+            "--config",
+            &p,
+            "--rtmp-listen",
+            "127.0.0.1:2000",
+        ]))
+        .expect("load");
+        assert_eq!(t.net.rtmp_listen.port(), 2000);
+        assert_eq!(t.net.http_listen.port(), 8999);
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[rtmp]\nlisten = \"127.0.0.1:1999\"\nlisen = 3\n").expect("write");
+        let err = load_from::<T>(args(&["x", "--config", &bad.to_string_lossy()]))
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("rtmp.lisen"), "{err}");
+
+        let invalid = dir.join("invalid.toml");
+        std::fs::write(&invalid, "[rtmp]\nlisten = \"nowhere\"\n").expect("write");
+        let err = load_from::<T>(args(&["x", "--config", &invalid.to_string_lossy()]))
+            .expect_err("invalid value");
+        assert!(err.to_string().contains("--rtmp-listen"), "{err}");
+    }
+}

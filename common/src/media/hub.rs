@@ -1,0 +1,354 @@
+//! The hub: the one fan-out point. Per stream it caches metadata, sequence headers and the last
+//! GOP, and pushes each published frame into every subscriber's bounded queue.
+//! Must not know any protocol or the cluster; takes no global lock per frame.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::frame::MediaFrame;
+use super::lock;
+use super::subscriber::{CloseReason, SubShared, Subscriber};
+
+/// Bounds of the hub's caches and queues.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Keep the last GOP so a new player starts on a keyframe at once.
+    pub gop_cache: bool,
+    /// A GOP longer than this (frames) is not cached.
+    pub gop_max_frames: usize,
+    /// A GOP larger than this (bytes) is not cached.
+    pub gop_max_bytes: usize,
+    /// A subscriber's queue may hold this many milliseconds of media before it drops to the
+    /// next keyframe.
+    pub queue_max_ms: u32,
+    /// A subscriber that overflows this many times within `slow_window_ms` of media is closed.
+    pub slow_max_overflows: u32,
+    pub slow_window_ms: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            gop_cache: true,
+            gop_max_frames: 2048,
+            gop_max_bytes: 32 * 1024 * 1024,
+            queue_max_ms: 10_000,
+            slow_max_overflows: 3,
+            slow_window_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(String),
+}
+
+/// All streams of a node, by key `app/name`.
+pub struct Hub {
+    config: HubConfig,
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            streams: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn entry(self: &Arc<Self>, key: &str) -> Arc<Stream> {
+        let mut streams = lock(&self.streams);
+        streams
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(Stream {
+                    key: key.to_string(),
+                    hub: Arc::downgrade(self),
+                    state: Mutex::new(StreamState::default()),
+                    published: tokio::sync::Notify::new(),
+                    stats: StreamStats::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Becomes the publisher of `key`; refused while another publisher has it.
+    pub fn publish(self: &Arc<Self>, key: &str) -> Result<Publisher, HubError> {
+        let stream = self.entry(key);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut st = lock(&stream.state);
+            if st.publisher.is_some() {
+                drop(st);
+                stream.remove_if_unused();
+                return Err(HubError::AlreadyPublishing(key.to_string()));
+            }
+            st.publisher = Some(id);
+            st.reset_caches();
+        }
+        stream.published.notify_waiters();
+        Ok(Publisher { stream, id })
+    }
+
+    /// Subscribes to `key`, primed with what the stream has cached. The stream need not be
+    /// published yet: the subscriber then waits for the publisher.
+    pub fn subscribe(self: &Arc<Self>, key: &str) -> Subscriber {
+        let stream = self.entry(key);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(SubShared::new(id, self.config.clone()));
+        {
+            let mut st = lock(&stream.state);
+            st.prime(&shared);
+            st.subscribers.push(shared.clone());
+        }
+        Subscriber::new(stream, shared)
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Stream>> {
+        lock(&self.streams).get(key).cloned()
+    }
+
+    /// Every stream currently known (published or awaited).
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        lock(&self.streams).values().cloned().collect()
+    }
+
+    /// Ends every stream: subscribers see `reason` after what is queued.
+    pub fn close_all(&self, reason: CloseReason) {
+        for s in self.streams() {
+            s.close_subscribers(reason);
+        }
+    }
+}
+
+/// Per-stream counters readable without the stream lock.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    pub frames_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub frames_dropped: AtomicU64,
+}
+
+/// One stream: caches plus the list of subscribers.
+pub struct Stream {
+    key: String,
+    hub: std::sync::Weak<Hub>,
+    state: Mutex<StreamState>,
+    /// Woken when a publisher arrives, for players that came first.
+    published: tokio::sync::Notify,
+    pub stats: StreamStats,
+}
+
+/// A snapshot of a stream for APIs and metrics.
+#[derive(Debug, Clone)]
+pub struct StreamSnapshot {
+    pub key: String,
+    pub publishing: bool,
+    pub subscribers: usize,
+    pub metadata: Option<Arc<MediaFrame>>,
+    pub video_sequence_header: Option<Arc<MediaFrame>>,
+    pub audio_sequence_header: Option<Arc<MediaFrame>>,
+}
+
+impl Stream {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let st = lock(&self.state);
+        StreamSnapshot {
+            key: self.key.clone(),
+            publishing: st.publisher.is_some(),
+            subscribers: st.subscribers.len(),
+            metadata: st.metadata.clone(),
+            video_sequence_header: st.video_seq.clone(),
+            audio_sequence_header: st.audio_seq.clone(),
+        }
+    }
+
+    pub fn is_publishing(&self) -> bool {
+        lock(&self.state).publisher.is_some()
+    }
+
+    /// Resolves once the stream has a publisher.
+    pub async fn wait_published(&self) {
+        loop {
+            let notified = self.published.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_publishing() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        lock(&self.state).subscribers.len()
+    }
+
+    fn close_subscribers(&self, reason: CloseReason) {
+        let st = lock(&self.state);
+        for s in &st.subscribers {
+            s.close(reason);
+        }
+    }
+
+    pub(super) fn remove_subscriber(&self, id: u64) {
+        {
+            let mut st = lock(&self.state);
+            st.subscribers.retain(|s| s.id != id);
+        }
+        self.remove_if_unused();
+    }
+
+    /// Drops the hub entry once nobody publishes or waits on it.
+    fn remove_if_unused(&self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let mut streams = lock(&hub.streams);
+        let st = lock(&self.state);
+        if st.publisher.is_none() && st.subscribers.is_empty() {
+            // Only remove the entry if it is still this stream (a new one may have replaced it).
+            if streams
+                .get(&self.key)
+                .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), self))
+            {
+                streams.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct StreamState {
+    publisher: Option<u64>,
+    metadata: Option<Arc<MediaFrame>>,
+    video_seq: Option<Arc<MediaFrame>>,
+    audio_seq: Option<Arc<MediaFrame>>,
+    gop: VecDeque<Arc<MediaFrame>>,
+    gop_bytes: usize,
+    /// The current GOP outgrew the bounds: cache nothing until the next keyframe.
+    gop_overflow: bool,
+    subscribers: Vec<Arc<SubShared>>,
+}
+
+impl StreamState {
+    fn reset_caches(&mut self) {
+        self.metadata = None;
+        self.video_seq = None;
+        self.audio_seq = None;
+        self.clear_gop();
+    }
+
+    fn clear_gop(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
+    }
+
+    fn prime(&self, sub: &SubShared) {
+        let headers = [&self.metadata, &self.video_seq, &self.audio_seq];
+        let mut frames: Vec<Arc<MediaFrame>> = headers.into_iter().flatten().cloned().collect();
+        frames.extend(self.gop.iter().cloned());
+        sub.prime(frames);
+    }
+
+    fn cache(&mut self, frame: &Arc<MediaFrame>, config: &HubConfig) {
+        if frame.kind == super::FrameKind::Data {
+            self.metadata = Some(frame.clone());
+            return;
+        }
+        if frame.sequence_header {
+            if frame.is_video() {
+                self.video_seq = Some(frame.clone());
+            } else {
+                self.audio_seq = Some(frame.clone());
+            }
+            return;
+        }
+        if !config.gop_cache {
+            return;
+        }
+        if frame.is_video() && frame.keyframe {
+            self.clear_gop();
+            self.gop_overflow = false;
+        } else if self.gop.is_empty() {
+            // Nothing before the first keyframe is worth priming with.
+            return;
+        }
+        if self.gop_overflow {
+            return;
+        }
+        self.gop_bytes += frame.payload.len();
+        self.gop.push_back(frame.clone());
+        if self.gop.len() > config.gop_max_frames || self.gop_bytes > config.gop_max_bytes {
+            self.clear_gop();
+            self.gop_overflow = true;
+        }
+    }
+}
+
+/// The right to publish one stream; dropping it ends the stream for its subscribers.
+pub struct Publisher {
+    stream: Arc<Stream>,
+    id: u64,
+}
+
+impl Publisher {
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Fans one frame out: caches it and queues it to every subscriber.
+    pub fn send(&self, frame: MediaFrame) {
+        let frame = Arc::new(frame);
+        let stats = &self.stream.stats;
+        stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_in
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        let Some(hub) = self.stream.hub.upgrade() else {
+            return;
+        };
+        let mut st = lock(&self.stream.state);
+        st.cache(&frame, &hub.config);
+        let mut dropped = 0;
+        for sub in &st.subscribers {
+            dropped += sub.push(&frame);
+        }
+        drop(st);
+        if dropped > 0 {
+            stats
+                .frames_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut st = lock(&self.stream.state);
+            if st.publisher == Some(self.id) {
+                st.publisher = None;
+                st.reset_caches();
+                for s in &st.subscribers {
+                    s.close(CloseReason::Ended);
+                }
+            }
+        }
+        self.stream.remove_if_unused();
+    }
+}

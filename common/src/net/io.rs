@@ -1,0 +1,171 @@
+//! Socket helpers: vectored writes of many shared `Bytes` in one syscall, and a stream
+//! wrapper whose writes fail when they make no progress for too long.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Writes every buffer, several per `writev`, handling partial writes.
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bufs: &[Bytes],
+) -> std::io::Result<()> {
+    const MAX_IOV: usize = 64;
+    let mut idx = 0;
+    let mut offset = 0;
+    while idx < bufs.len() {
+        if bufs[idx].len() == offset {
+            idx += 1;
+            offset = 0;
+            continue;
+        }
+        let mut slices = Vec::with_capacity(MAX_IOV.min(bufs.len() - idx));
+        slices.push(IoSlice::new(&bufs[idx][offset..]));
+        for b in bufs[idx + 1..].iter().take(MAX_IOV - 1) {
+            if !b.is_empty() {
+                slices.push(IoSlice::new(b));
+            }
+        }
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < bufs.len() {
+            let left = bufs[idx].len() - offset;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An I/O stream whose writes fail with `TimedOut` once a write stays pending for longer
+/// than the stall timeout: a peer that stops reading cannot hold a connection forever.
+pub struct StallTimeout<T> {
+    inner: T,
+    timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallTimeout<T> {
+    pub fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    fn poll_stall<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if r.is_ready() {
+            self.deadline = None;
+            return r;
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "peer stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+use std::future::Future;
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallTimeout<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallTimeout<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.poll_stall(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.poll_stall(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.poll_stall(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn vectored_write_delivers_everything_in_order() {
+        let (mut a, mut b) = tokio::io::duplex(7);
+        let bufs: Vec<Bytes> = (0..50u8)
+            .map(|i| Bytes::from(vec![i; (i as usize * 13) % 97]))
+            .collect();
+        let expected: Vec<u8> = bufs.iter().flat_map(|b| b.to_vec()).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.map(|_| got)
+        });
+        write_all_vectored(&mut a, &bufs).await.expect("write");
+        a.shutdown().await.expect("shutdown");
+        drop(a);
+        assert_eq!(reader.await.expect("join").expect("read"), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_write_times_out() {
+        let (a, _b) = tokio::io::duplex(4);
+        let mut s = StallTimeout::new(a, Duration::from_secs(2));
+        let err = s.write_all(&[0u8; 64]).await.expect_err("must time out");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,147 @@
+//! Tokio shells around the sans-IO protocols: the RTMP server connection, the RTMP pull
+//! client and the HTTP routes. What a node does with a publish or a play is behind `Node`.
+
+pub mod http;
+pub mod io;
+pub mod rtmp;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::media::{Publisher, Subscriber};
+
+/// A publish as the network asked for it.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub app: String,
+    pub name: String,
+    /// Query string of the stream name (and of the app), kept for authentication.
+    pub query: String,
+    pub peer: String,
+}
+
+impl PublishRequest {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.app, self.name)
+    }
+}
+
+/// A play as the network asked for it.
+#[derive(Debug, Clone)]
+pub struct PlayRequest {
+    pub app: String,
+    pub name: String,
+    pub query: String,
+    pub peer: String,
+    pub protocol: &'static str,
+}
+
+impl PlayRequest {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.app, self.name)
+    }
+}
+
+/// Why a publish or a play was refused, in each protocol's words.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// RTMP onStatus code, e.g. `NetStream.Publish.BadName`.
+    pub rtmp_code: &'static str,
+    pub http_status: u16,
+    /// Metrics label.
+    pub reason: &'static str,
+    pub description: String,
+}
+
+impl Refusal {
+    pub fn not_found(description: impl Into<String>) -> Self {
+        Self {
+            rtmp_code: "NetStream.Play.StreamNotFound",
+            http_status: 404,
+            reason: "not_found",
+            description: description.into(),
+        }
+    }
+
+    pub fn busy(description: impl Into<String>) -> Self {
+        Self {
+            rtmp_code: "NetStream.Publish.BadName",
+            http_status: 409,
+            reason: "busy",
+            description: description.into(),
+        }
+    }
+
+    pub fn unavailable(description: impl Into<String>) -> Self {
+        Self {
+            rtmp_code: "NetStream.Play.Failed",
+            http_status: 503,
+            reason: "unavailable",
+            description: description.into(),
+        }
+    }
+}
+
+/// What a node (origin or edge) does when the network asks to publish or play.
+pub trait Node: Send + Sync + 'static {
+    fn publish(
+        &self,
+        req: &PublishRequest,
+    ) -> impl Future<Output = Result<Publisher, Refusal>> + Send;
+    fn play(&self, req: &PlayRequest) -> impl Future<Output = Result<Subscriber, Refusal>> + Send;
+}
+
+/// Limits and timeouts shared by every connection of a node.
+#[derive(Debug, Clone)]
+pub struct NetLimits {
+    /// From accept to an accepted publish or play.
+    pub handshake_timeout: Duration,
+    /// A publisher that sends no media for this long is dropped.
+    pub publish_idle_timeout: Duration,
+    /// A write to a player that makes no progress for this long ends the connection.
+    pub write_timeout: Duration,
+    /// Connections beyond this are refused at accept.
+    pub max_connections: usize,
+    /// Frames written per batch (one writev).
+    pub batch_frames: usize,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            publish_idle_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 20_000,
+            batch_frames: 64,
+        }
+    }
+}
+
+/// State every connection handler needs.
+pub struct NetContext<N: Node> {
+    pub node: Arc<N>,
+    pub limits: NetLimits,
+    /// Stop accepting, end every stream cleanly.
+    pub shutdown: CancellationToken,
+    next_conn_id: AtomicU64,
+}
+
+impl<N: Node> NetContext<N> {
+    pub fn new(node: Arc<N>, limits: NetLimits, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            limits,
+            shutdown,
+            next_conn_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

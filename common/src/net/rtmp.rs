@@ -1,0 +1,405 @@
+//! The RTMP server connection: drives a sans-IO `ServerSession` over a TCP socket, hands
+//! publish and play to the `Node`, pumps frames from the hub to players in batches.
+//! Must not parse RTMP itself: that is `crate::rtmp`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::io::write_all_vectored;
+use super::{NetContext, Node, PlayRequest, PublishRequest};
+use crate::flv;
+use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
+use crate::rtmp::chunk::encode_message;
+use crate::rtmp::message::type_id;
+use crate::rtmp::{
+    CSID_AUDIO, CSID_DATA, CSID_VIDEO, STREAM_ID, ServerConfig, ServerEvent, ServerSession,
+    SessionError,
+};
+use crate::telemetry::metric;
+
+/// Outbound chunk size of every player connection: fixed so one encoded message serves all.
+pub const PLAY_CHUNK_SIZE: u32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("rtmp: {0}")]
+    Session(#[from] SessionError),
+    #[error("no publish or play within the handshake timeout")]
+    HandshakeTimeout,
+    #[error("no media from the publisher within the idle timeout")]
+    PublishIdle,
+    #[error("write stalled: player stopped reading")]
+    WriteTimeout,
+    #[error("player too slow")]
+    TooSlow,
+}
+
+impl ConnError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnError::Io(_) => "io",
+            ConnError::Session(e) => e.reason(),
+            ConnError::HandshakeTimeout => "handshake_timeout",
+            ConnError::PublishIdle => "publish_idle",
+            ConnError::WriteTimeout => "write_timeout",
+            ConnError::TooSlow => "too_slow",
+        }
+    }
+}
+
+/// The RTMP message a frame becomes for every player (built once per frame).
+pub fn rtmp_wire(frame: &MediaFrame) -> &Bytes {
+    frame.wire(WireSlot::Rtmp, |f| {
+        let (csid, tid) = match f.kind {
+            FrameKind::Audio => (CSID_AUDIO, type_id::AUDIO),
+            FrameKind::Video => (CSID_VIDEO, type_id::VIDEO),
+            FrameKind::Data => (CSID_DATA, type_id::DATA_AMF0),
+        };
+        let mut out = BytesMut::with_capacity(f.payload.len() + 64);
+        encode_message(
+            PLAY_CHUNK_SIZE,
+            csid,
+            f.timestamp_ms,
+            tid,
+            STREAM_ID,
+            &f.payload,
+            &mut out,
+        );
+        out.freeze()
+    })
+}
+
+/// Accepts RTMP connections until shutdown; each runs in its own task tracked by `tasks`.
+pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, tasks: TaskTracker) {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (sock, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "rtmp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics::counter!(metric::CONNECTIONS_REFUSED, "protocol" => "rtmp", "reason" => "limit")
+                .increment(1);
+            continue;
+        };
+        metrics::counter!(metric::CONNECTIONS_ACCEPTED, "protocol" => "rtmp").increment(1);
+        let id = ctx.next_conn_id();
+        let ctx = ctx.clone();
+        let span = info_span!("conn", id, %peer, proto = "rtmp");
+        tasks.spawn(
+            async move {
+                let _permit = permit;
+                if let Err(e) = handle(sock, peer, &ctx).await {
+                    metrics::counter!(metric::CONNECTION_ERRORS, "protocol" => "rtmp", "reason" => e.reason())
+                        .increment(1);
+                    info!(error = %e, "connection closed");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+struct Conn {
+    sock: TcpStream,
+    session: ServerSession,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(out) = self.session.take_output() {
+            self.sock.write_all(&out).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads once and feeds the session; `false` at end of stream.
+    async fn read_some(&mut self) -> Result<bool, ConnError> {
+        self.buf.clear();
+        self.buf.reserve(64 * 1024);
+        let n = self.sock.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.session.handle_input(&self.buf)?;
+        Ok(true)
+    }
+}
+
+async fn handle<N: Node>(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: &NetContext<N>,
+) -> Result<(), ConnError> {
+    sock.set_nodelay(true)?;
+    let config = ServerConfig {
+        chunk_size: PLAY_CHUNK_SIZE,
+        seed: ctx.next_conn_id() ^ 0x5bd1_e995,
+        ..ServerConfig::default()
+    };
+    let mut conn = Conn {
+        sock,
+        session: ServerSession::new(config),
+        buf: BytesMut::new(),
+    };
+    let result = negotiate(&mut conn, peer, ctx).await;
+    // Whatever the outcome, the peer gets our last words (an _error, an onStatus).
+    let _ = timeout(std::time::Duration::from_secs(1), conn.flush()).await;
+    result
+}
+
+/// Handshake, connect, then publish or play; within the handshake timeout.
+async fn negotiate<N: Node>(
+    conn: &mut Conn,
+    peer: SocketAddr,
+    ctx: &NetContext<N>,
+) -> Result<(), ConnError> {
+    let deadline = Instant::now() + ctx.limits.handshake_timeout;
+    let mut app = String::new();
+    let mut app_query = String::new();
+    loop {
+        while let Some(ev) = conn.session.poll_event()? {
+            match ev {
+                ServerEvent::Connect {
+                    app: a,
+                    app_query: q,
+                    ..
+                } => {
+                    debug!(app = %a, "connect");
+                    app = a;
+                    app_query = q;
+                    conn.session.accept_connect();
+                }
+                ServerEvent::Publish {
+                    stream_id,
+                    name,
+                    query,
+                    ..
+                } => {
+                    let req = PublishRequest {
+                        app: app.clone(),
+                        name: name.clone(),
+                        query: join_query(&app_query, &query),
+                        peer: peer.to_string(),
+                    };
+                    match ctx.node.publish(&req).await {
+                        Ok(publisher) => {
+                            conn.session.accept_publish(stream_id, &name);
+                            conn.flush().await?;
+                            return publish_loop(conn, publisher, stream_id, ctx)
+                                .instrument(
+                                    info_span!("session", stream = %req.key(), role = "publisher"),
+                                )
+                                .await;
+                        }
+                        Err(r) => {
+                            info!(stream = %req.key(), reason = r.reason, "publish refused");
+                            conn.session
+                                .reject_publish(stream_id, r.rtmp_code, &r.description);
+                            return Ok(());
+                        }
+                    }
+                }
+                ServerEvent::Play {
+                    stream_id,
+                    name,
+                    query,
+                } => {
+                    let req = PlayRequest {
+                        app: app.clone(),
+                        name: name.clone(),
+                        query: join_query(&app_query, &query),
+                        peer: peer.to_string(),
+                        protocol: "rtmp",
+                    };
+                    match ctx.node.play(&req).await {
+                        Ok(sub) => {
+                            conn.session.accept_play(stream_id, &name);
+                            conn.flush().await?;
+                            return play_loop(conn, sub, stream_id, ctx)
+                                .instrument(
+                                    info_span!("session", stream = %req.key(), role = "player"),
+                                )
+                                .await;
+                        }
+                        Err(r) => {
+                            info!(stream = %req.key(), reason = r.reason, "play refused");
+                            conn.session
+                                .reject_play(stream_id, r.rtmp_code, &r.description);
+                            return Ok(());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        conn.flush().await?;
+        let more = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            r = timeout_at(deadline, conn.read_some()) => r.map_err(|_| ConnError::HandshakeTimeout)??,
+        };
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+fn join_query(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}&{b}"),
+    }
+}
+
+async fn publish_loop<N: Node>(
+    conn: &mut Conn,
+    publisher: Publisher,
+    stream_id: u32,
+    ctx: &NetContext<N>,
+) -> Result<(), ConnError> {
+    info!("publish started");
+    let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PUBLISHERS));
+    let idle = ctx.limits.publish_idle_timeout;
+    let mut last_media = Instant::now();
+    let received = metrics::counter!(metric::BYTES_RECEIVED, "protocol" => "rtmp");
+    loop {
+        let more = tokio::select! {
+            _ = ctx.shutdown.cancelled() => {
+                conn.session.end_publish(stream_id, "NetStream.Unpublish.Success", "server shutting down");
+                return Ok(());
+            }
+            _ = sleep_until(last_media + idle) => return Err(ConnError::PublishIdle),
+            r = conn.read_some() => r?,
+        };
+        if !more {
+            info!("publisher disconnected");
+            return Ok(());
+        }
+        received.increment(conn.buf.len() as u64);
+        while let Some(ev) = conn.session.poll_event()? {
+            match ev {
+                ServerEvent::Media {
+                    type_id,
+                    timestamp,
+                    payload,
+                } => {
+                    if let Some(frame) = flv::frame_from_message(type_id, timestamp, payload) {
+                        last_media = Instant::now();
+                        publisher.send(frame);
+                    }
+                }
+                ServerEvent::Metadata { timestamp, payload } => {
+                    publisher.send(MediaFrame::new(
+                        FrameKind::Data,
+                        timestamp,
+                        false,
+                        false,
+                        payload,
+                    ));
+                }
+                ServerEvent::CloseStream { .. } => {
+                    info!("publisher unpublished");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        conn.flush().await?;
+    }
+}
+
+async fn play_loop<N: Node>(
+    conn: &mut Conn,
+    mut sub: Subscriber,
+    stream_id: u32,
+    ctx: &NetContext<N>,
+) -> Result<(), ConnError> {
+    debug!("play started");
+    let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "rtmp"));
+    let sent = metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp");
+    let cancel = sub.cancelled();
+    let batch = ctx.limits.batch_frames;
+    let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(batch);
+    let mut bufs: Vec<Bytes> = Vec::with_capacity(batch + 1);
+    loop {
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => {
+                conn.session.end_play(stream_id, "NetStream.Play.Stop", "server shutting down");
+                return Ok(());
+            }
+            r = conn.read_some() => {
+                if !r? {
+                    return Ok(());
+                }
+                while let Some(ev) = conn.session.poll_event()? {
+                    if let ServerEvent::CloseStream { .. } = ev {
+                        return Ok(());
+                    }
+                }
+                conn.flush().await?;
+            }
+            r = sub.recv(&mut frames, batch) => {
+                if let Err(reason) = r {
+                    return end_play(conn, stream_id, reason, &sub);
+                }
+                bufs.clear();
+                bufs.extend(conn.session.take_output());
+                bufs.extend(frames.drain(..).map(|f| rtmp_wire(&f).clone()));
+                let n: usize = bufs.iter().map(|b| b.len()).sum();
+                tokio::select! {
+                    r = timeout(ctx.limits.write_timeout, write_all_vectored(&mut conn.sock, &bufs)) => {
+                        r.map_err(|_| ConnError::WriteTimeout)??;
+                    }
+                    _ = cancel.cancelled() => return Err(ConnError::TooSlow),
+                }
+                sent.increment(n as u64);
+            }
+        }
+    }
+}
+
+fn end_play(
+    conn: &mut Conn,
+    stream_id: u32,
+    reason: CloseReason,
+    sub: &Subscriber,
+) -> Result<(), ConnError> {
+    match reason {
+        CloseReason::Ended => {
+            conn.session
+                .end_play(stream_id, "NetStream.Play.UnpublishNotify", "stream ended");
+            Ok(())
+        }
+        CloseReason::Shutdown => {
+            conn.session
+                .end_play(stream_id, "NetStream.Play.Stop", "server shutting down");
+            Ok(())
+        }
+        CloseReason::Kicked => Ok(()),
+        CloseReason::TooSlow => {
+            info!(dropped = sub.dropped(), "player too slow, disconnected");
+            Err(ConnError::TooSlow)
+        }
+    }
+}

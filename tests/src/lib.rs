@@ -1,0 +1,316 @@
+//! Test harness: starts real livecdn binaries on free loopback ports and drives them with
+//! real ffmpeg/ffprobe/rtmpdump and with the project's own RTMP client. Every wait has a
+//! deadline; every child process is killed on drop.
+
+pub mod rtmp;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Fails the test with a clear message if a tool the suite needs is missing.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run the README's test command (tests/run.sh), which installs it"
+    );
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Path of a workspace binary built next to the test executable (target/<profile>/NAME).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes; panics with `what`.
+pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {deadline:?} waiting for {what}");
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    log: Option<PathBuf>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let log = std::env::temp_dir().join(format!(
+            "livecdn-{}-{}-{}.log",
+            name,
+            std::process::id(),
+            free_port()
+        ));
+        let file = std::fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+            log: Some(log),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process printed so far.
+    pub fn output(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends a signal (e.g. "TERM") and waits for exit within `deadline`; returns the time taken.
+    pub fn signal_and_wait(&mut self, sig: &str, deadline: Duration) -> Duration {
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+        wait_for(
+            &format!("{} to exit after SIG{sig}", self.name),
+            deadline,
+            || !self.is_running(),
+        );
+        start.elapsed()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {} output ---\n{}", self.name, self.output());
+        }
+        if let Some(p) = self.log.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A running `origin` binary on free loopback ports.
+pub struct Origin {
+    pub proc: Proc,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Origin {
+    pub fn start(extra: &[&str]) -> Origin {
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut cmd = Command::new(binary("origin"));
+        cmd.arg("--rtmp-listen")
+            .arg(rtmp.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .arg("--node-id")
+            .arg(format!("origin-{}", rtmp.port()))
+            .args(extra)
+            .env("RUST_LOG", "info");
+        let proc = Proc::spawn("origin", &mut cmd);
+        let mut o = Origin { proc, rtmp, http };
+        let http_addr = o.http;
+        let running = &mut o.proc;
+        wait_for("origin to listen", Duration::from_secs(10), || {
+            assert!(running.is_running(), "origin exited: {}", running.output());
+            TcpStream::connect(http_addr).is_ok() && TcpStream::connect(rtmp).is_ok()
+        });
+        o
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/{}", self.rtmp, key)
+    }
+
+    pub fn flv_url(&self, key: &str) -> String {
+        format!("http://{}/{}.flv", self.http, key)
+    }
+
+    /// GET `path` on the HTTP listener: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path)
+    }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close), enough for JSON APIs and health checks.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// An ffmpeg publisher of a synthetic H.264 + AAC stream (testsrc2 + sine) in real time.
+pub struct FfmpegPublisher {
+    pub proc: Proc,
+}
+
+/// Settings of the synthetic stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSpec {
+    pub fps: u32,
+    /// Keyframe interval in frames.
+    pub gop: u32,
+    /// Seconds to publish (then ffmpeg exits).
+    pub seconds: u32,
+}
+
+impl Default for StreamSpec {
+    fn default() -> Self {
+        Self {
+            fps: 25,
+            gop: 25,
+            seconds: 60,
+        }
+    }
+}
+
+impl FfmpegPublisher {
+    pub fn start(url: &str, spec: StreamSpec) -> FfmpegPublisher {
+        require("ffmpeg");
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "warning", "-nostdin", "-re"])
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size=320x240:rate={}", spec.fps))
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &spec.seconds.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-g",
+                &spec.gop.to_string(),
+                "-keyint_min",
+                &spec.gop.to_string(),
+            ])
+            .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+            .args(["-f", "flv", url]);
+        FfmpegPublisher {
+            proc: Proc::spawn("ffmpeg-publish", &mut cmd),
+        }
+    }
+}
+
+/// What a player decoded.
+#[derive(Debug)]
+pub struct Played {
+    pub ok: bool,
+    pub video_frames: usize,
+    pub audio_frames: usize,
+    pub stderr: String,
+}
+
+/// Plays `url` with ffmpeg for `seconds` of media, decoding every frame with errors fatal,
+/// and counts the decoded frames per stream.
+pub fn ffmpeg_play(url: &str, seconds: u32, timeout: Duration) -> Played {
+    require("ffmpeg");
+    let mut cmd = Command::new("timeout");
+    cmd.arg(format!("{}", timeout.as_secs().max(1)))
+        .args(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-xerror", "-err_detect", "explode", "-i", url])
+        .args(["-t", &seconds.to_string(), "-map", "0:v", "-map", "0:a?"])
+        .args(["-f", "framemd5", "-"]);
+    decode_counts(cmd.output().expect("run ffmpeg"))
+}
+
+/// Decodes a local media file completely (errors fatal) and counts frames.
+pub fn ffmpeg_decode_file(path: &std::path::Path) -> Played {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-xerror", "-err_detect", "explode", "-i"])
+        .arg(path)
+        .args(["-map", "0:v", "-map", "0:a?", "-f", "framemd5", "-"])
+        .output()
+        .expect("run ffmpeg");
+    decode_counts(out)
+}
+
+fn decode_counts(out: Output) -> Played {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut video = 0;
+    let mut audio = 0;
+    for line in stdout.lines().filter(|l| !l.starts_with('#')) {
+        match line.split(',').next().map(str::trim) {
+            Some("0") => video += 1,
+            Some("1") => audio += 1,
+            _ => {}
+        }
+    }
+    Played {
+        ok: out.status.success(),
+        video_frames: video,
+        audio_frames: audio,
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}

@@ -1,0 +1,171 @@
+//! The project's own RTMP client (common::rtmp::ClientSession over tokio) for tests that need
+//! more than ffmpeg shows: time to first frame, keyframe-first, exact timestamps.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::flv::{VideoTagInfo, inspect_video};
+use common::rtmp::message::type_id;
+use common::rtmp::{ClientConfig, ClientEvent, ClientSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+
+/// One media message as received.
+#[derive(Debug, Clone)]
+pub struct Media {
+    pub type_id: u8,
+    pub timestamp: u32,
+    pub payload: Bytes,
+    pub at: Instant,
+}
+
+impl Media {
+    pub fn is_video(&self) -> bool {
+        self.type_id == type_id::VIDEO
+    }
+
+    pub fn video_info(&self) -> Option<VideoTagInfo> {
+        if self.is_video() {
+            inspect_video(&self.payload)
+        } else {
+            None
+        }
+    }
+}
+
+/// An RTMP connection driven by our client session.
+pub struct Client {
+    sock: TcpStream,
+    session: ClientSession,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, app: &str) -> std::io::Result<Client> {
+        let sock = TcpStream::connect(addr).await?;
+        sock.set_nodelay(true)?;
+        let session = ClientSession::new(ClientConfig::new(app, &format!("rtmp://{addr}/{app}")));
+        let mut c = Client {
+            sock,
+            session,
+            buf: vec![0; 64 * 1024],
+        };
+        c.flush().await?;
+        Ok(c)
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(out) = self.session.take_output() {
+            self.sock.write_all(&out).await?;
+        }
+        Ok(())
+    }
+
+    /// The next event, or `None` at end of stream / deadline.
+    pub async fn next_event(&mut self, deadline: Instant) -> Option<ClientEvent> {
+        loop {
+            match self.session.poll_event() {
+                Ok(Some(e)) => return Some(e),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            self.flush().await.ok()?;
+            let n = timeout_at(deadline.into(), self.sock.read(&mut self.buf))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.session.handle_input(&self.buf[..n]).ok()?;
+        }
+    }
+
+    /// Plays `name`; returns once NetStream.Play.Start arrives, or the refusing status.
+    pub async fn play(&mut self, name: &str, deadline: Instant) -> Result<(), ClientEvent> {
+        self.session.play(name);
+        self.flush().await.map_err(|_| ClientEvent::StreamEof)?;
+        loop {
+            match self.next_event(deadline).await {
+                Some(ClientEvent::PlayStarted) => return Ok(()),
+                Some(e @ ClientEvent::Status { .. }) if is_error(&e) => return Err(e),
+                Some(_) => {}
+                None => return Err(ClientEvent::StreamEof),
+            }
+        }
+    }
+
+    /// Publishes `name`; returns once NetStream.Publish.Start arrives, or the refusing status.
+    pub async fn publish(&mut self, name: &str, deadline: Instant) -> Result<(), ClientEvent> {
+        self.session.publish(name);
+        self.flush().await.map_err(|_| ClientEvent::StreamEof)?;
+        loop {
+            match self.next_event(deadline).await {
+                Some(ClientEvent::PublishStarted) => return Ok(()),
+                Some(e @ ClientEvent::Status { .. }) if is_error(&e) => return Err(e),
+                Some(_) => {}
+                None => return Err(ClientEvent::StreamEof),
+            }
+        }
+    }
+
+    /// Sends one media message on the published stream.
+    pub async fn send(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> std::io::Result<()> {
+        self.session.send_media(type_id, timestamp, payload);
+        self.flush().await
+    }
+
+    /// The next audio or video message.
+    pub async fn next_media(&mut self, deadline: Instant) -> Option<Media> {
+        loop {
+            match self.next_event(deadline).await? {
+                ClientEvent::Media {
+                    type_id,
+                    timestamp,
+                    payload,
+                } => {
+                    return Some(Media {
+                        type_id,
+                        timestamp,
+                        payload,
+                        at: Instant::now(),
+                    });
+                }
+                ClientEvent::StreamEof => return None,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn is_error(e: &ClientEvent) -> bool {
+    matches!(e, ClientEvent::Status { level, .. } if level == "error")
+}
+
+/// Connects, plays and returns (time from connect to the first video frame, that frame).
+pub async fn first_video_frame(addr: SocketAddr, key: &str, within: Duration) -> (Duration, Media) {
+    let (app, name) = key.split_once('/').expect("key app/name");
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut c = Client::connect(addr, app).await.expect("connect");
+    c.play(name, deadline).await.expect("play");
+    loop {
+        let m = c
+            .next_media(deadline)
+            .await
+            .expect("a video frame before the deadline");
+        if m.is_video() {
+            let info = m.video_info().expect("parsable video");
+            if !info.sequence_header {
+                return (m.at - start, m);
+            }
+        }
+    }
+}
