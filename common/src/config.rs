@@ -237,6 +237,13 @@ pub struct NetArgs {
     /// Frames per write batch (one writev).
     #[arg(long = "net-batch-frames", env = "LIVECDN_NET_BATCH_FRAMES", default_value_t = 64, value_parser = clap::value_parser!(usize))]
     pub net_batch_frames: usize,
+    /// SO_SNDBUF of player sockets in bytes; 0 keeps the kernel's autotuning.
+    #[arg(
+        long = "net-send-buffer",
+        env = "LIVECDN_NET_SEND_BUFFER",
+        default_value_t = 0
+    )]
+    pub net_send_buffer: usize,
 }
 
 impl NetArgs {
@@ -247,6 +254,7 @@ impl NetArgs {
             write_timeout: self.net_write_timeout,
             max_connections: self.net_max_connections,
             batch_frames: self.net_batch_frames.max(1),
+            send_buffer: self.net_send_buffer,
         }
     }
 }

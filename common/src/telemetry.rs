@@ -14,6 +14,8 @@ pub mod metric {
     pub const PLAYS_REFUSED: &str = "livecdn_media_plays_refused_total";
     pub const BYTES_RECEIVED: &str = "livecdn_net_received_bytes_total";
     pub const BYTES_SENT: &str = "livecdn_net_sent_bytes_total";
+    pub const FRAMES_DROPPED: &str = "livecdn_media_frames_dropped_total";
+    pub const SLOW_PLAYERS_DISCONNECTED: &str = "livecdn_media_slow_players_disconnected_total";
     pub const BUILD_INFO: &str = "livecdn_build_info";
 
     /// Increments a gauge now and decrements it on drop, so gauges return to zero when the

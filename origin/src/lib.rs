@@ -99,12 +99,10 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
     );
     let tasks = TaskTracker::new();
     let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
-    let http_task = tokio::spawn(net::http::serve(
-        http,
-        router,
-        config.net.net_write_timeout,
-        shutdown.clone(),
-    ));
+    let limits = config.net.limits();
+    let http_shutdown = shutdown.clone();
+    let http_task =
+        tokio::spawn(async move { net::http::serve(http, router, &limits, http_shutdown).await });
     shutdown.cancelled().await;
     info!("shutting down");
     hub.close_all(CloseReason::Shutdown);

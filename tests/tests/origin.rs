@@ -26,14 +26,6 @@ async fn wait_stream(origin: &Origin, key: &str) {
     panic!("stream {key} never came up");
 }
 
-fn metric(origin: &Origin, name: &str) -> f64 {
-    let (_, body) = origin.http_get("/metrics");
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publish_plays_over_rtmp_http_flv_and_rtmpdump() {
     require("rtmpdump");

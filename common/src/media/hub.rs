@@ -333,6 +333,8 @@ impl Publisher {
             stats
                 .frames_dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::metric::FRAMES_DROPPED, "reason" => "slow_player")
+                .increment(dropped as u64);
         }
     }
 }

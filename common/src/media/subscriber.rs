@@ -139,6 +139,7 @@ impl SubShared {
             q.frames.clear();
             q.closed = Some(CloseReason::TooSlow);
             self.cancel.cancel();
+            metrics::counter!(crate::telemetry::metric::SLOW_PLAYERS_DISCONNECTED).increment(1);
         }
         dropped
     }

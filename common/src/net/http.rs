@@ -143,6 +143,7 @@ fn flv_response(sub: Subscriber, batch: usize) -> Response {
 struct StallListener {
     inner: TcpListener,
     write_timeout: Duration,
+    send_buffer: usize,
 }
 
 impl axum::serve::Listener for StallListener {
@@ -154,6 +155,7 @@ impl axum::serve::Listener for StallListener {
             match self.inner.accept().await {
                 Ok((s, a)) => {
                     let _ = s.set_nodelay(true);
+                    super::rtmp::set_send_buffer(&s, self.send_buffer);
                     metrics::counter!(metric::CONNECTIONS_ACCEPTED, "protocol" => "http")
                         .increment(1);
                     return (StallTimeout::new(s, self.write_timeout), a);
@@ -175,12 +177,13 @@ impl axum::serve::Listener for StallListener {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    write_timeout: Duration,
+    limits: &super::NetLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = StallListener {
         inner: listener,
-        write_timeout,
+        write_timeout: limits.write_timeout,
+        send_buffer: limits.send_buffer,
     };
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -108,6 +108,9 @@ pub struct NetLimits {
     pub max_connections: usize,
     /// Frames written per batch (one writev).
     pub batch_frames: usize,
+    /// SO_SNDBUF of player sockets in bytes; 0 keeps the kernel's autotuning. A smaller
+    /// buffer makes a stalled player visible to the hub's queue sooner.
+    pub send_buffer: usize,
 }
 
 impl Default for NetLimits {
@@ -118,6 +121,7 @@ impl Default for NetLimits {
             write_timeout: Duration::from_secs(30),
             max_connections: 20_000,
             batch_frames: 64,
+            send_buffer: 0,
         }
     }
 }

@@ -233,6 +233,7 @@ async fn negotiate<N: Node>(
                     };
                     match ctx.node.play(&req).await {
                         Ok(sub) => {
+                            set_send_buffer(&conn.sock, ctx.limits.send_buffer);
                             conn.session.accept_play(stream_id, &name);
                             conn.flush().await?;
                             return play_loop(conn, sub, stream_id, ctx)
@@ -260,6 +261,15 @@ async fn negotiate<N: Node>(
         if !more {
             return Ok(());
         }
+    }
+}
+
+/// Applies SO_SNDBUF (0: leave the kernel's autotuning alone).
+pub fn set_send_buffer(sock: &TcpStream, bytes: usize) {
+    if bytes > 0
+        && let Err(e) = socket2::SockRef::from(sock).set_send_buffer_size(bytes)
+    {
+        debug!(error = %e, "cannot set send buffer");
     }
 }
 
@@ -371,7 +381,10 @@ async fn play_loop<N: Node>(
                     r = timeout(ctx.limits.write_timeout, write_all_vectored(&mut conn.sock, &bufs)) => {
                         r.map_err(|_| ConnError::WriteTimeout)??;
                     }
-                    _ = cancel.cancelled() => return Err(ConnError::TooSlow),
+                    _ = cancel.cancelled() => {
+                        info!(dropped = sub.dropped(), "player too slow, disconnected");
+                        return Err(ConnError::TooSlow);
+                    }
                 }
                 sent.increment(n as u64);
             }

@@ -102,7 +102,7 @@ impl ClientSession {
             output.extend_from_slice(&c0c1);
         }
         Self {
-            decoder: ChunkDecoder::new(config.limits.clone()),
+            decoder: ChunkDecoder::new(config.limits),
             handshake,
             handshake_done: false,
             input: BytesMut::new(),

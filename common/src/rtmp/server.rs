@@ -137,7 +137,7 @@ impl ServerSession {
     pub fn new(config: ServerConfig) -> Self {
         Self {
             handshake: ServerHandshake::new(config.seed),
-            decoder: ChunkDecoder::new(config.limits.clone()),
+            decoder: ChunkDecoder::new(config.limits),
             phase: Phase::Handshake,
             input: BytesMut::new(),
             output: BytesMut::new(),
