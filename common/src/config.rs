@@ -177,6 +177,9 @@ pub struct NodeArgs {
     /// Unique node id (default: the hostname).
     #[arg(long = "node-id", env = "LIVECDN_NODE_ID")]
     pub node_id: Option<String>,
+    /// Zone label (finer than region).
+    #[arg(long = "zone", env = "LIVECDN_ZONE", default_value = "")]
+    pub zone: String,
     /// Region label used by schedulers and dashboards.
     #[arg(long = "region", env = "LIVECDN_REGION", default_value = "default")]
     pub region: String,
@@ -190,14 +193,7 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     pub fn node_id(&self) -> String {
-        self.node_id.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .unwrap_or_else(|| "livecdn".to_string())
-        })
+        self.node_id.clone().unwrap_or_else(hostname)
     }
 }
 
@@ -218,6 +214,13 @@ pub struct NetArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub http_listen: SocketAddr,
+    /// RTMP address other nodes reach this one at (default: the listen address, with the
+    /// hostname if it listens on all interfaces).
+    #[arg(long = "rtmp-advertise", env = "LIVECDN_RTMP_ADVERTISE")]
+    pub rtmp_advertise: Option<String>,
+    /// HTTP address other nodes and tools reach this one at (same default rule).
+    #[arg(long = "http-advertise", env = "LIVECDN_HTTP_ADVERTISE")]
+    pub http_advertise: Option<String>,
     /// From accept to publish/play; slower connections are closed.
     #[arg(long = "rtmp-handshake-timeout", env = "LIVECDN_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub rtmp_handshake_timeout: Duration,
@@ -246,7 +249,38 @@ pub struct NetArgs {
     pub net_send_buffer: usize,
 }
 
+fn advertised(explicit: &Option<String>, listen: SocketAddr) -> String {
+    if let Some(a) = explicit {
+        return a.clone();
+    }
+    if listen.ip().is_unspecified() {
+        format!("{}:{}", hostname(), listen.port())
+    } else {
+        listen.to_string()
+    }
+}
+
+/// The machine's hostname, or `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 impl NetArgs {
+    /// The RTMP address other nodes use to reach this one.
+    pub fn rtmp_address(&self) -> String {
+        advertised(&self.rtmp_advertise, self.rtmp_listen)
+    }
+
+    /// The HTTP address other nodes and tools use to reach this one.
+    pub fn http_address(&self) -> String {
+        advertised(&self.http_advertise, self.http_listen)
+    }
+
     pub fn limits(&self) -> NetLimits {
         NetLimits {
             handshake_timeout: self.rtmp_handshake_timeout,
@@ -256,6 +290,50 @@ impl NetArgs {
             batch_frames: self.net_batch_frames.max(1),
             send_buffer: self.net_send_buffer,
         }
+    }
+}
+
+/// Where the cluster registry lives.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// etcd endpoints, comma-separated (`http://10.0.0.1:2379,...`). Absent: an in-memory
+    /// registry (a single node on its own).
+    #[arg(long = "etcd", env = "LIVECDN_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Prefix of every key livecdn writes in etcd.
+    #[arg(
+        long = "etcd-prefix",
+        env = "LIVECDN_ETCD_PREFIX",
+        default_value = "/livecdn/v1"
+    )]
+    pub etcd_prefix: String,
+    /// TTL of the node's lease: a dead node's keys vanish this long after it died.
+    #[arg(long = "etcd-lease-ttl", env = "LIVECDN_ETCD_LEASE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub etcd_lease_ttl: Duration,
+    /// Bound of every etcd request.
+    #[arg(long = "etcd-timeout", env = "LIVECDN_ETCD_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub etcd_timeout: Duration,
+    /// How often the node refreshes its record (with its load) in the registry.
+    #[arg(long = "load-interval", env = "LIVECDN_LOAD_INTERVAL", default_value = "3s", value_parser = parse_duration)]
+    pub load_interval: Duration,
+}
+
+impl ClusterArgs {
+    /// The registry these options name: etcd if endpoints are given, else in-memory.
+    pub async fn registry(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::cluster::Registry>, crate::cluster::RegistryError> {
+        if self.etcd.is_empty() {
+            return Ok(crate::cluster::MemoryRegistry::new());
+        }
+        let config = crate::cluster::EtcdConfig {
+            endpoints: self.etcd.clone(),
+            prefix: self.etcd_prefix.clone(),
+            lease_ttl: self.etcd_lease_ttl,
+            op_timeout: self.etcd_timeout,
+        };
+        let registry = crate::cluster::EtcdRegistry::connect(config).await?;
+        Ok(registry)
     }
 }
 

@@ -36,6 +36,19 @@ pub mod metric {
     }
 }
 
+static EGRESS_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts bytes sent to players, for the Prometheus counter and the node's reported load.
+pub fn count_egress(counter: &metrics::Counter, bytes: u64) {
+    counter.increment(bytes);
+    EGRESS_BYTES.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Bytes sent to players since start.
+pub fn egress_bytes() -> u64 {
+    EGRESS_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the tracing subscriber (`RUST_LOG` or `default_filter`). Safe to call twice.
 pub fn init_logging(default_filter: &str) {
     let filter =

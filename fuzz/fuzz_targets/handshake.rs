@@ -15,7 +15,7 @@ const INPUT_LEN: usize = 1 + 2 * HANDSHAKE_SIZE;
 /// Either side, behind one interface.
 enum Side {
     Server(ServerHandshake),
-    Client(ClientHandshake),
+    Client(Box<ClientHandshake>),
 }
 
 impl Side {
@@ -64,14 +64,14 @@ fuzz_target!(|data: &[u8]| {
 
     let mut side = match mode % 3 {
         0 | 1 => Side::Server(ServerHandshake::new(u64::from(mode))),
-        _ => Side::Client(ClientHandshake::new(
+        _ => Side::Client(Box::new(ClientHandshake::new(
             u64::from(mode),
             if mode & 0x80 != 0 {
                 HandshakeKind::Digest
             } else {
                 HandshakeKind::Simple
             },
-        )),
+        ))),
     };
     // A client has its C0C1 ready at once; take it as the driver would.
     if let Side::Client(_) = side {

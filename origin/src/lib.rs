@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use axum::routing::get;
 use clap::Parser;
-use common::config::{MediaArgs, NetArgs, NodeArgs};
+use common::cluster::{Claim, NodeRecord, Registry, RegistryError, Role, StreamRecord};
+use common::config::{ClusterArgs, MediaArgs, NetArgs, NodeArgs};
 use common::media::{CloseReason, Hub, HubError, Publisher, Subscriber};
 use common::net::{self, NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Every option of the origin: flag, `LIVECDN_*` variable, or key of the `--config` file.
 #[derive(Parser, Debug, Clone)]
@@ -31,6 +32,23 @@ pub struct OriginConfig {
     pub net: NetArgs,
     #[command(flatten)]
     pub media: MediaArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// When a key being published elsewhere is published here: `takeover` (the new publish
+    /// wins, the old origin drops its publisher) or `reject` (NetStream.Publish.BadName).
+    #[arg(
+        long = "on-conflict",
+        env = "LIVECDN_ON_CONFLICT",
+        default_value = "takeover"
+    )]
+    pub on_conflict: OnConflict,
+}
+
+/// What a publish of a key owned by another origin does.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    Reject,
+    Takeover,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +58,32 @@ pub enum OriginError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("http server: {0}")]
-    Http(std::io::Error),
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
 }
 
 /// What the origin does with a publish or a play.
 pub struct Origin {
     hub: Arc<Hub>,
+    registry: Arc<dyn Registry>,
+    node_id: String,
+    rtmp_address: String,
+    on_conflict: OnConflict,
+    claim_timeout: Duration,
     play_wait: Duration,
+}
+
+impl Origin {
+    fn record(&self, req: &PublishRequest) -> StreamRecord {
+        StreamRecord {
+            app: req.app.clone(),
+            name: req.name.clone(),
+            origin_node_id: self.node_id.clone(),
+            origin_rtmp_address: self.rtmp_address.clone(),
+            started_at: common::cluster::now_ms(),
+            codecs: Vec::new(),
+        }
+    }
 }
 
 impl Node for Origin {
@@ -55,11 +91,53 @@ impl Node for Origin {
         if req.name.is_empty() || req.app.is_empty() {
             return Err(Refusal::busy("publish URLs are rtmp://host/{app}/{name}"));
         }
-        self.hub.publish(&req.key()).map_err(|e| match e {
+        let publisher = self.hub.publish(&req.key()).map_err(|e| match e {
             HubError::AlreadyPublishing(k) => {
                 Refusal::busy(format!("{k} is already being published"))
             }
-        })
+        })?;
+        let takeover = self.on_conflict == OnConflict::Takeover;
+        let claim = tokio::time::timeout(
+            self.claim_timeout,
+            self.registry.claim(self.record(req), takeover),
+        )
+        .await;
+        match claim {
+            Ok(Ok(Claim::Owned)) => Ok(publisher),
+            Ok(Ok(Claim::OwnedBy(other))) => Err(Refusal::busy(format!(
+                "{} is being published on origin {}",
+                req.key(),
+                other.origin_node_id
+            ))),
+            // The registry is unreachable: the stream flows here and the claim is retried
+            // until it lands (a publisher never hangs on etcd).
+            Ok(Err(_)) | Err(_) => {
+                warn!(stream = %req.key(), "registry unreachable: publishing unclaimed, retrying the claim");
+                metrics::counter!("livecdn_origin_claims_deferred_total").increment(1);
+                let registry = self.registry.clone();
+                let record = self.record(req);
+                let hub = self.hub.clone();
+                let key = req.key();
+                tokio::spawn(async move {
+                    retry_claim(registry, hub, key, record, takeover).await;
+                });
+                Ok(publisher)
+            }
+        }
+    }
+
+    fn unpublished(&self, req: &PublishRequest) {
+        // A publisher that reconnected at once already re-claimed the key: keep it.
+        if self.hub.get(&req.key()).is_some_and(|s| s.is_publishing()) {
+            return;
+        }
+        let registry = self.registry.clone();
+        let (app, name) = (req.app.clone(), req.name.clone());
+        tokio::spawn(async move {
+            if let Err(e) = registry.release(&app, &name).await {
+                warn!(stream = %format!("{app}/{name}"), error = %e, "release failed; the lease will expire it");
+            }
+        });
     }
 
     async fn play(&self, req: &PlayRequest) -> Result<Subscriber, Refusal> {
@@ -75,16 +153,84 @@ impl Node for Origin {
     }
 }
 
+/// Claims `key` once the registry answers, while its publisher is still here.
+async fn retry_claim(
+    registry: Arc<dyn Registry>,
+    hub: Arc<Hub>,
+    key: String,
+    record: StreamRecord,
+    takeover: bool,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !hub.get(&key).is_some_and(|s| s.is_publishing()) {
+            return;
+        }
+        match registry.claim(record.clone(), takeover).await {
+            Ok(Claim::Owned) => {
+                info!(stream = %key, "deferred claim landed");
+                return;
+            }
+            Ok(Claim::OwnedBy(other)) => {
+                warn!(stream = %key, owner = %other.origin_node_id, "another origin owns the stream: dropping our publisher");
+                hub.kick_publisher(&key);
+                return;
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Runs the origin until `shutdown` is cancelled, then closes every stream cleanly within
 /// the configured grace.
 pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<(), OriginError> {
     let rtmp = bind(config.net.rtmp_listen).await?;
     let http = bind(config.net.http_listen).await?;
+    let node_id = config.node.node_id();
+    let registry = config.cluster.registry().await?;
     let hub = Hub::new(config.media.hub_config());
     let node = Arc::new(Origin {
         hub: hub.clone(),
+        registry: registry.clone(),
+        node_id: node_id.clone(),
+        rtmp_address: config.net.rtmp_address(),
+        on_conflict: config.on_conflict,
+        claim_timeout: config.cluster.etcd_timeout,
         play_wait: config.media.media_play_wait,
     });
+    // A stream taken over by another origin (or not re-claimable after an outage) stops here.
+    let mut lost = registry.lost_claims();
+    let lost_hub = hub.clone();
+    tokio::spawn(async move {
+        while let Ok(key) = lost.recv().await {
+            info!(stream = %key, "stream claimed by another origin: dropping our publisher");
+            lost_hub.kick_publisher(&key);
+        }
+    });
+    let record = NodeRecord {
+        node_id: node_id.clone(),
+        role: Role::Origin as i32,
+        region: config.node.region.clone(),
+        zone: config.node.zone.clone(),
+        rtmp_address: config.net.rtmp_address(),
+        http_address: config.net.http_address(),
+        grpc_address: config.net.http_address(),
+        load: None,
+        draining: false,
+    };
+    let load_hub = hub.clone();
+    tokio::spawn(common::cluster::report_load(
+        registry.clone(),
+        record,
+        config.cluster.load_interval,
+        shutdown.clone(),
+        move || {
+            let streams = load_hub.streams();
+            let players: usize = streams.iter().map(|s| s.subscriber_count()).sum();
+            let published = streams.iter().filter(|s| s.is_publishing()).count();
+            (players as u64, published as u64)
+        },
+    ));
     let ctx = NetContext::new(node, config.net.limits(), shutdown.clone());
     let metrics = common::telemetry::metrics_handle();
     let router = net::http::media_routes(ctx.clone()).route(
@@ -92,7 +238,7 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
         get(move || std::future::ready(metrics.render())),
     );
     info!(
-        node_id = %config.node.node_id(),
+        node_id = %node_id,
         rtmp = %config.net.rtmp_listen,
         http = %config.net.http_listen,
         "origin started"

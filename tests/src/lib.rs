@@ -2,6 +2,7 @@
 //! real ffmpeg/ffprobe/rtmpdump and with the project's own RTMP client. Every wait has a
 //! deadline; every child process is killed on drop.
 
+pub mod etcd;
 pub mod rtmp;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -136,34 +137,61 @@ impl Drop for Proc {
     }
 }
 
-/// A running `origin` binary on free loopback ports.
-pub struct Origin {
+/// A running `origin` or `edge` binary on free loopback ports.
+pub struct NodeProc {
     pub proc: Proc,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    pub node_id: String,
 }
 
-impl Origin {
-    pub fn start(extra: &[&str]) -> Origin {
+/// The origin binary (kept as its own name for readability in tests).
+pub type Origin = NodeProc;
+
+impl NodeProc {
+    /// Starts `origin` with `extra` flags.
+    pub fn start(extra: &[&str]) -> NodeProc {
+        Self::spawn("origin", extra)
+    }
+
+    /// Starts `edge` with `extra` flags.
+    pub fn edge(extra: &[&str]) -> NodeProc {
+        Self::spawn("edge", extra)
+    }
+
+    pub fn spawn(binary_name: &str, extra: &[&str]) -> NodeProc {
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let mut cmd = Command::new(binary("origin"));
+        let node_id = format!("{binary_name}-{}", rtmp.port());
+        let mut cmd = Command::new(binary(binary_name));
         cmd.arg("--rtmp-listen")
             .arg(rtmp.to_string())
             .arg("--http-listen")
             .arg(http.to_string())
             .arg("--node-id")
-            .arg(format!("origin-{}", rtmp.port()))
+            .arg(&node_id)
             .args(extra)
             .env("RUST_LOG", "info");
-        let proc = Proc::spawn("origin", &mut cmd);
-        let mut o = Origin { proc, rtmp, http };
-        let http_addr = o.http;
+        let proc = Proc::spawn(binary_name, &mut cmd);
+        let mut o = NodeProc {
+            proc,
+            rtmp,
+            http,
+            node_id,
+        };
         let running = &mut o.proc;
-        wait_for("origin to listen", Duration::from_secs(10), || {
-            assert!(running.is_running(), "origin exited: {}", running.output());
-            TcpStream::connect(http_addr).is_ok() && TcpStream::connect(rtmp).is_ok()
-        });
+        wait_for(
+            &format!("{binary_name} to listen"),
+            Duration::from_secs(15),
+            || {
+                assert!(
+                    running.is_running(),
+                    "{binary_name} exited: {}",
+                    running.output()
+                );
+                TcpStream::connect(http).is_ok() && TcpStream::connect(rtmp).is_ok()
+            },
+        );
         o
     }
 
@@ -178,6 +206,16 @@ impl Origin {
     /// GET `path` on the HTTP listener: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.http, path)
+    }
+
+    /// Sum of every sample of the Prometheus metric `name` whose line contains `filter`.
+    pub fn metric(&self, name: &str, filter: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter(|l| l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 

@@ -2,6 +2,8 @@
 //! more than ffmpeg shows: time to first frame, keyframe-first, exact timestamps.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -167,5 +169,81 @@ pub async fn first_video_frame(addr: SocketAddr, key: &str, within: Duration) ->
                 return (m.at - start, m);
             }
         }
+    }
+}
+
+/// Counts video frames a player receives in the background; records the longest gap.
+pub struct Watcher {
+    frames: Arc<AtomicUsize>,
+    /// Video timestamps that went backwards.
+    backwards: Arc<AtomicUsize>,
+    max_gap_ms: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    pub async fn start(addr: SocketAddr, key: &str) -> Watcher {
+        let (app, name) = key.split_once('/').expect("key");
+        let mut c = Client::connect(addr, app).await.expect("connect");
+        c.play(name, Instant::now() + Duration::from_secs(10))
+            .await
+            .expect("play");
+        let frames = Arc::new(AtomicUsize::new(0));
+        let max_gap_ms = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let backwards = Arc::new(AtomicUsize::new(0));
+        let (f, g, s, b) = (
+            frames.clone(),
+            max_gap_ms.clone(),
+            stop.clone(),
+            backwards.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut last = Instant::now();
+            let mut last_ts: Option<u32> = None;
+            while !s.load(Ordering::Relaxed) {
+                let Some(m) = c.next_media(Instant::now() + Duration::from_secs(30)).await else {
+                    return;
+                };
+                if m.is_video() {
+                    if last_ts.is_some_and(|t| m.timestamp < t) {
+                        b.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_ts = Some(m.timestamp);
+                    let gap = (m.at - last).as_millis() as usize;
+                    g.fetch_max(gap, Ordering::Relaxed);
+                    last = m.at;
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Watcher {
+            frames,
+            backwards,
+            max_gap_ms,
+            stop,
+            task,
+        }
+    }
+
+    /// How many video timestamps went backwards so far.
+    pub fn backwards(&self) -> usize {
+        self.backwards.load(Ordering::Relaxed)
+    }
+
+    pub fn frames(&self) -> usize {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Stops watching: (video frames received, longest gap between them in ms).
+    pub async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.abort();
+        let _ = self.task.await;
+        (
+            self.frames.load(Ordering::Relaxed),
+            self.max_gap_ms.load(Ordering::Relaxed),
+        )
     }
 }

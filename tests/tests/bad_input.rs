@@ -3,68 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
-use harness::rtmp::{Client, first_video_frame};
+use harness::rtmp::{Watcher, first_video_frame};
 use harness::{FfmpegPublisher, Origin, StreamSpec, wait_for};
-
-/// Counts video frames a player receives in the background; records the longest gap.
-struct Watcher {
-    frames: Arc<AtomicUsize>,
-    max_gap_ms: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Watcher {
-    async fn start(addr: SocketAddr, key: &str) -> Watcher {
-        let (app, name) = key.split_once('/').expect("key");
-        let mut c = Client::connect(addr, app).await.expect("connect");
-        c.play(name, Instant::now() + Duration::from_secs(10))
-            .await
-            .expect("play");
-        let frames = Arc::new(AtomicUsize::new(0));
-        let max_gap_ms = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, g, s) = (frames.clone(), max_gap_ms.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let mut last = Instant::now();
-            while !s.load(Ordering::Relaxed) {
-                let Some(m) = c.next_media(Instant::now() + Duration::from_secs(5)).await else {
-                    return;
-                };
-                if m.is_video() {
-                    let gap = (m.at - last).as_millis() as usize;
-                    g.fetch_max(gap, Ordering::Relaxed);
-                    last = m.at;
-                    f.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        Watcher {
-            frames,
-            max_gap_ms,
-            stop,
-            task,
-        }
-    }
-
-    fn frames(&self) -> usize {
-        self.frames.load(Ordering::Relaxed)
-    }
-
-    async fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = tokio::time::timeout(Duration::from_secs(6), self.task).await;
-        (
-            self.frames.load(Ordering::Relaxed),
-            self.max_gap_ms.load(Ordering::Relaxed),
-        )
-    }
-}
 
 async fn origin_with_stream(extra: &[&str], key: &str) -> (Origin, FfmpegPublisher) {
     let origin = Origin::start(extra);
@@ -274,15 +217,6 @@ async fn a_thousand_silent_connections_are_closed_and_cost_others_nothing() {
     assert!(gap < 1000, "player saw a {gap} ms gap");
 }
 
-/// Sum of every sample of `name` in the origin's /metrics.
-fn metric(origin: &Origin, name: &str) -> f64 {
-    let (_, body) = origin.http_get("/metrics");
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_player_is_dropped_to_keyframes_then_disconnected() {
     let (origin, _publisher) = origin_with_stream(
@@ -333,12 +267,12 @@ async fn stalled_player_is_dropped_to_keyframes_then_disconnected() {
     wait_for(
         "frames dropped for the stalled player",
         Duration::from_secs(15),
-        || metric(&origin, "livecdn_media_frames_dropped_total") > 0.0,
+        || origin.metric("livecdn_media_frames_dropped_total", "") > 0.0,
     );
     wait_for(
         "the stalled player to be disconnected",
         Duration::from_secs(20),
-        || metric(&origin, "livecdn_media_slow_players_disconnected_total") >= 1.0,
+        || origin.metric("livecdn_media_slow_players_disconnected_total", "") >= 1.0,
     );
     let took = tokio::task::spawn_blocking(move || closed_within(stalled, Duration::from_secs(10)))
         .await

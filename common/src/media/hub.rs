@@ -6,6 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio_util::sync::CancellationToken;
+
 use super::frame::MediaFrame;
 use super::lock;
 use super::subscriber::{CloseReason, SubShared, Subscriber};
@@ -86,6 +88,7 @@ impl Hub {
     pub fn publish(self: &Arc<Self>, key: &str) -> Result<Publisher, HubError> {
         let stream = self.entry(key);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kicked = CancellationToken::new();
         {
             let mut st = lock(&stream.state);
             if st.publisher.is_some() {
@@ -94,10 +97,11 @@ impl Hub {
                 return Err(HubError::AlreadyPublishing(key.to_string()));
             }
             st.publisher = Some(id);
+            st.publisher_kick = Some(kicked.clone());
             st.reset_caches();
         }
         stream.published.notify_waiters();
-        Ok(Publisher { stream, id })
+        Ok(Publisher { stream, id, kicked })
     }
 
     /// Subscribes to `key`, primed with what the stream has cached. The stream need not be
@@ -112,6 +116,22 @@ impl Hub {
             st.subscribers.push(shared.clone());
         }
         Subscriber::new(stream, shared)
+    }
+
+    /// Tells the publisher of `key` to stop (taken over elsewhere, kicked by an operator).
+    /// Returns whether there was one.
+    pub fn kick_publisher(&self, key: &str) -> bool {
+        let Some(stream) = self.get(key) else {
+            return false;
+        };
+        let st = lock(&stream.state);
+        match &st.publisher_kick {
+            Some(k) => {
+                k.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Stream>> {
@@ -235,6 +255,7 @@ impl Stream {
 #[derive(Default)]
 struct StreamState {
     publisher: Option<u64>,
+    publisher_kick: Option<CancellationToken>,
     metadata: Option<Arc<MediaFrame>>,
     video_seq: Option<Arc<MediaFrame>>,
     audio_seq: Option<Arc<MediaFrame>>,
@@ -304,9 +325,15 @@ impl StreamState {
 pub struct Publisher {
     stream: Arc<Stream>,
     id: u64,
+    kicked: CancellationToken,
 }
 
 impl Publisher {
+    /// Cancelled when someone asked this publisher to stop (`Hub::kick_publisher`).
+    pub fn kicked(&self) -> &CancellationToken {
+        &self.kicked
+    }
+
     pub fn stream(&self) -> &Arc<Stream> {
         &self.stream
     }
@@ -345,6 +372,7 @@ impl Drop for Publisher {
             let mut st = lock(&self.stream.state);
             if st.publisher == Some(self.id) {
                 st.publisher = None;
+                st.publisher_kick = None;
                 st.reset_caches();
                 for s in &st.subscribers {
                     s.close(CloseReason::Ended);

@@ -115,7 +115,7 @@ fn flv_response(sub: Subscriber, batch: usize) -> Response {
     let body = stream::unfold(state, |mut st| async move {
         loop {
             if let Some(b) = st.pending.pop_front() {
-                st.sent.increment(b.len() as u64);
+                crate::telemetry::count_egress(&st.sent, b.len() as u64);
                 return Some((Ok::<Bytes, std::io::Error>(b), st));
             }
             match st.sub.recv(&mut st.frames, st.batch).await {

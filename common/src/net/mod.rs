@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod io;
+pub mod pull;
 pub mod rtmp;
 
 use std::future::Future;
@@ -93,6 +94,8 @@ pub trait Node: Send + Sync + 'static {
         req: &PublishRequest,
     ) -> impl Future<Output = Result<Publisher, Refusal>> + Send;
     fn play(&self, req: &PlayRequest) -> impl Future<Output = Result<Subscriber, Refusal>> + Send;
+    /// An accepted publish ended (by any path).
+    fn unpublished(&self, _req: &PublishRequest) {}
 }
 
 /// Limits and timeouts shared by every connection of a node.

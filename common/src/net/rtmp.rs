@@ -205,11 +205,13 @@ async fn negotiate<N: Node>(
                         Ok(publisher) => {
                             conn.session.accept_publish(stream_id, &name);
                             conn.flush().await?;
-                            return publish_loop(conn, publisher, stream_id, ctx)
+                            let result = publish_loop(conn, publisher, stream_id, ctx)
                                 .instrument(
                                     info_span!("session", stream = %req.key(), role = "publisher"),
                                 )
                                 .await;
+                            ctx.node.unpublished(&req);
+                            return result;
                         }
                         Err(r) => {
                             info!(stream = %req.key(), reason = r.reason, "publish refused");
@@ -299,6 +301,11 @@ async fn publish_loop<N: Node>(
                 return Ok(());
             }
             _ = sleep_until(last_media + idle) => return Err(ConnError::PublishIdle),
+            _ = publisher.kicked().cancelled() => {
+                info!("publisher kicked");
+                conn.session.end_publish(stream_id, "NetStream.Publish.BadName", "stream taken over or kicked");
+                return Ok(());
+            }
             r = conn.read_some() => r?,
         };
         if !more {
@@ -386,7 +393,7 @@ async fn play_loop<N: Node>(
                         return Err(ConnError::TooSlow);
                     }
                 }
-                sent.increment(n as u64);
+                crate::telemetry::count_egress(&sent, n as u64);
             }
         }
     }

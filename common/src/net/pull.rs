@@ -1,0 +1,156 @@
+//! The RTMP pull client: plays a stream from an upstream server (an origin, nginx-rtmp, SRS)
+//! with the sans-IO `ClientSession`, yielding frames. Cancel-safe: `next` may be dropped at
+//! any await point without losing or corrupting anything.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::flv;
+use crate::media::{FrameKind, MediaFrame};
+use crate::rtmp::{ClientConfig, ClientEvent, ClientSession, SessionError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connect to {0} timed out")]
+    ConnectTimeout(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("rtmp: {0}")]
+    Session(#[from] SessionError),
+    #[error("upstream refused: {code} ({description})")]
+    Refused { code: String, description: String },
+    #[error("upstream closed the connection")]
+    Closed,
+    #[error("nothing from upstream for {0:?}")]
+    Timeout(Duration),
+}
+
+impl PullError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PullError::Connect { .. } | PullError::ConnectTimeout(_) => "connect",
+            PullError::Io(_) | PullError::Closed => "io",
+            PullError::Session(_) => "protocol",
+            PullError::Refused { code, .. } if code.ends_with("StreamNotFound") => "not_found",
+            PullError::Refused { .. } => "refused",
+            PullError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// What the upstream sent.
+#[derive(Debug)]
+pub enum PullEvent {
+    /// NetStream.Play.Start.
+    Started,
+    Frame(MediaFrame),
+    /// The upstream ended the stream (StreamEOF, UnpublishNotify, Play.Stop).
+    Ended,
+}
+
+/// One RTMP play connection to an upstream.
+pub struct Pull {
+    sock: TcpStream,
+    session: ClientSession,
+    out: Bytes,
+    buf: BytesMut,
+    read_timeout: Duration,
+}
+
+impl Pull {
+    /// Connects to `addr` (`host:port`) and asks to play `app/name`.
+    pub async fn connect(
+        addr: &str,
+        app: &str,
+        name: &str,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Pull, PullError> {
+        let sock = timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| PullError::ConnectTimeout(addr.to_string()))?
+            .map_err(|source| PullError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        sock.set_nodelay(true)?;
+        let mut session =
+            ClientSession::new(ClientConfig::new(app, &format!("rtmp://{addr}/{app}")));
+        session.play(name);
+        Ok(Pull {
+            sock,
+            session,
+            out: Bytes::new(),
+            buf: BytesMut::with_capacity(64 * 1024),
+            read_timeout,
+        })
+    }
+
+    /// The next event from upstream.
+    pub async fn next(&mut self) -> Result<PullEvent, PullError> {
+        loop {
+            if let Some(ev) = self.session.poll_event()? {
+                match ev {
+                    ClientEvent::PlayStarted => return Ok(PullEvent::Started),
+                    ClientEvent::StreamEof => return Ok(PullEvent::Ended),
+                    ClientEvent::Media {
+                        type_id,
+                        timestamp,
+                        payload,
+                    } => {
+                        if let Some(f) = flv::frame_from_message(type_id, timestamp, payload) {
+                            return Ok(PullEvent::Frame(f));
+                        }
+                    }
+                    ClientEvent::Metadata { timestamp, payload } => {
+                        let f = MediaFrame::new(FrameKind::Data, timestamp, false, false, payload);
+                        return Ok(PullEvent::Frame(f));
+                    }
+                    ClientEvent::Status {
+                        level,
+                        code,
+                        description,
+                    } => {
+                        if code == "NetStream.Play.UnpublishNotify" || code == "NetStream.Play.Stop"
+                        {
+                            return Ok(PullEvent::Ended);
+                        }
+                        if level == "error" {
+                            return Err(PullError::Refused { code, description });
+                        }
+                    }
+                    ClientEvent::Connected | ClientEvent::PublishStarted => {}
+                }
+                continue;
+            }
+            if self.out.is_empty()
+                && let Some(out) = self.session.take_output()
+            {
+                self.out = out;
+            }
+            if !self.out.is_empty() {
+                // write_all_buf advances `out` as it goes, so cancelling loses nothing.
+                self.sock.write_all_buf(&mut self.out).await?;
+                continue;
+            }
+            self.buf.clear();
+            let n = timeout(self.read_timeout, self.sock.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| PullError::Timeout(self.read_timeout))??;
+            if n == 0 {
+                return Err(PullError::Closed);
+            }
+            self.session.handle_input(&self.buf)?;
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The edge's ingest of one stream: an explicit state machine that finds the stream's owner,
+//! pulls it over RTMP into the edge hub, follows owner changes, reconnects with backoff, keeps
+//! timestamps monotonic across upstreams, and stops when its players are gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::cluster::{Registry, StreamEvent, StreamRecord};
+use common::media::{FrameKind, Hub, MediaFrame, Publisher};
+use common::net::pull::{Pull, PullEvent};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::Ingests;
+
+/// Where an edge pulls from.
+#[derive(Clone)]
+pub enum Upstreams {
+    /// The owner recorded in the registry.
+    Registry(Arc<dyn Registry>),
+    /// A fixed list of RTMP servers (`host:port`), tried in order.
+    Static(Vec<String>),
+}
+
+/// Timing of ingests.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Keep the upstream this long after the last player left.
+    pub idle_grace: Duration,
+    /// Players stay connected this long while the upstream is being re-established.
+    pub reconnect_window: Duration,
+    /// After the upstream ends the stream, wait this long for the registry to name a new owner.
+    pub moved_wait: Duration,
+    pub connect_timeout: Duration,
+    /// No bytes from the upstream for this long: it is dead.
+    pub read_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Rewrites upstream timestamps so players see one monotonic timeline across re-pulls.
+#[derive(Debug, Default)]
+struct Rebase {
+    /// Added to upstream timestamps; `None` until the current upstream's first media frame.
+    offset: Option<i64>,
+    last_out: Option<u32>,
+}
+
+impl Rebase {
+    /// A new upstream starts: its timeline is unrelated to the previous one.
+    fn new_upstream(&mut self) {
+        self.offset = None;
+    }
+
+    fn map(&mut self, frame: &MediaFrame) -> u32 {
+        let ts = frame.timestamp_ms as i64;
+        let header = frame.sequence_header || frame.kind == FrameKind::Data;
+        let offset = match (self.offset, header) {
+            (Some(o), _) => o,
+            // Headers re-sent by a new upstream carry stale timestamps: place them now.
+            (None, true) => return self.last_out.unwrap_or(frame.timestamp_ms),
+            (None, false) => {
+                let o = match self.last_out {
+                    Some(last) => last as i64 + 1 - ts,
+                    None => 0,
+                };
+                self.offset = Some(o);
+                o
+            }
+        };
+        let mut out = (ts + offset).clamp(0, u32::MAX as i64) as u32;
+        if let Some(last) = self.last_out {
+            out = out.max(last);
+        }
+        self.last_out = Some(out);
+        out
+    }
+}
+
+/// The states of an ingest.
+#[derive(Debug)]
+enum State {
+    /// Waiting for an owner (registry) or picking the next static upstream.
+    Resolving,
+    /// Connecting to / playing from `addr`.
+    Pulling {
+        addr: String,
+    },
+    /// The upstream failed; retry at `until`.
+    Backoff {
+        until: Instant,
+    },
+    /// The upstream ended the stream; wait until `until` for a new owner, else end.
+    Moving {
+        until: Instant,
+    },
+    Done,
+}
+
+pub struct Ingest {
+    pub app: String,
+    pub name: String,
+    pub key: String,
+    pub hub: Arc<Hub>,
+    pub upstreams: Upstreams,
+    pub config: IngestConfig,
+    pub ingests: Arc<Ingests>,
+    pub shutdown: CancellationToken,
+}
+
+struct Run {
+    ingest: Ingest,
+    watch: Option<mpsc::Receiver<StreamEvent>>,
+    /// The owner as last reported by the registry.
+    owner: Option<StreamRecord>,
+    publisher: Option<Publisher>,
+    rebase: Rebase,
+    /// When the stream last flowed or players last waited with an upstream: bounds retries.
+    lost_since: Option<Instant>,
+    idle_since: Option<Instant>,
+    attempt: u32,
+    static_index: usize,
+}
+
+impl Ingest {
+    /// Runs until the stream ends, its players are gone, or shutdown.
+    pub async fn run(self) {
+        let span = info_span!("ingest", stream = %self.key);
+        let watch = match &self.upstreams {
+            Upstreams::Registry(r) => Some(r.watch(&self.app, &self.name)),
+            Upstreams::Static(_) => None,
+        };
+        let mut run = Run {
+            ingest: self,
+            watch,
+            owner: None,
+            publisher: None,
+            rebase: Rebase::default(),
+            lost_since: None,
+            idle_since: None,
+            attempt: 0,
+            static_index: 0,
+        };
+        async move {
+            let mut state = State::Resolving;
+            metrics::gauge!("livecdn_edge_upstreams_active").increment(1.0);
+            loop {
+                if run.ingest.shutdown.is_cancelled() || run.idle() {
+                    break;
+                }
+                state = match state {
+                    State::Resolving => run.resolve().await,
+                    State::Pulling { addr } => run.pull(&addr).await,
+                    State::Backoff { until } => run.wait(until, false).await,
+                    State::Moving { until } => run.wait(until, true).await,
+                    State::Done => break,
+                };
+                debug!(?state, "ingest state");
+            }
+            metrics::gauge!("livecdn_edge_upstreams_active").decrement(1.0);
+            run.finish();
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Run {
+    fn has_players(&self) -> bool {
+        self.ingest
+            .hub
+            .get(&self.ingest.key)
+            .is_some_and(|s| s.subscriber_count() > 0)
+    }
+
+    /// True once nobody has watched for the idle grace.
+    fn idle(&mut self) -> bool {
+        if self.has_players() {
+            self.idle_since = None;
+            return false;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.ingest.config.idle_grace
+    }
+
+    /// Ends the ingest: removes it from the edge's table and ends the hub stream, atomically
+    /// with respect to new players (who would otherwise attach to a dying ingest).
+    fn finish(mut self) {
+        let publisher = self.publisher.take();
+        self.ingest.ingests.remove(&self.ingest.key, publisher);
+        info!("ingest stopped");
+    }
+
+    fn on_watch(&mut self, ev: Option<StreamEvent>) {
+        match ev {
+            Some(StreamEvent::Put(rec)) => self.owner = Some(rec),
+            Some(StreamEvent::Deleted) => self.owner = None,
+            None => self.watch = None,
+        }
+    }
+
+    async fn next_watch(watch: &mut Option<mpsc::Receiver<StreamEvent>>) -> Option<StreamEvent> {
+        match watch {
+            Some(w) => w.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The retry window is over: players have waited long enough.
+    fn window_over(&self) -> bool {
+        self.lost_since
+            .is_some_and(|t| t.elapsed() >= self.ingest.config.reconnect_window)
+    }
+
+    async fn resolve(&mut self) -> State {
+        match self.ingest.upstreams.clone() {
+            Upstreams::Static(list) => {
+                if list.is_empty() {
+                    return State::Done;
+                }
+                let addr = list[self.static_index % list.len()].clone();
+                State::Pulling { addr }
+            }
+            Upstreams::Registry(_) => {
+                // Wait for an owner while players wait (idle ends the ingest otherwise).
+                let tick = Instant::now() + Duration::from_millis(250);
+                if let Some(rec) = &self.owner {
+                    return State::Pulling {
+                        addr: rec.origin_rtmp_address.clone(),
+                    };
+                }
+                if self.window_over() {
+                    return State::Done;
+                }
+                tokio::select! {
+                    ev = Self::next_watch(&mut self.watch) => self.on_watch(ev),
+                    _ = sleep_until(tick) => {}
+                    _ = self.ingest.shutdown.cancelled() => return State::Done,
+                }
+                State::Resolving
+            }
+        }
+    }
+
+    async fn wait(&mut self, until: Instant, moving: bool) -> State {
+        let before = self.owner.as_ref().map(|o| o.origin_node_id.clone());
+        loop {
+            if Instant::now() >= until {
+                return if moving {
+                    State::Done
+                } else {
+                    State::Resolving
+                };
+            }
+            if self.idle() {
+                return State::Done;
+            }
+            let tick = (Instant::now() + Duration::from_millis(250)).min(until);
+            tokio::select! {
+                ev = Self::next_watch(&mut self.watch) => {
+                    let deleted = matches!(ev, Some(StreamEvent::Deleted));
+                    self.on_watch(ev);
+                    let now = self.owner.as_ref().map(|o| o.origin_node_id.clone());
+                    if moving && deleted {
+                        // The publisher stopped for good.
+                        return State::Done;
+                    }
+                    if now.is_some() && now != before {
+                        return State::Resolving;
+                    }
+                }
+                _ = sleep_until(tick) => {}
+                _ = self.ingest.shutdown.cancelled() => return State::Done,
+            }
+        }
+    }
+
+    fn backoff(&mut self) -> State {
+        self.lost_since.get_or_insert_with(Instant::now);
+        if self.window_over() {
+            info!("upstream not back within the reconnect window");
+            return State::Done;
+        }
+        self.attempt += 1;
+        self.static_index += 1;
+        let cfg = &self.ingest.config;
+        let exp = cfg
+            .backoff_min
+            .saturating_mul(1 << self.attempt.min(8).saturating_sub(1));
+        State::Backoff {
+            until: Instant::now() + exp.min(cfg.backoff_max),
+        }
+    }
+
+    async fn pull(&mut self, addr: &str) -> State {
+        let cfg = self.ingest.config.clone();
+        metrics::counter!("livecdn_edge_upstream_attempts_total").increment(1);
+        let attempt_span = info_span!("upstream", origin = %addr, attempt = self.attempt);
+        let connected = Pull::connect(
+            addr,
+            &self.ingest.app,
+            &self.ingest.name,
+            cfg.connect_timeout,
+            cfg.read_timeout,
+        )
+        .instrument(attempt_span.clone())
+        .await;
+        let mut pull = match connected {
+            Ok(p) => p,
+            Err(e) => {
+                metrics::counter!("livecdn_edge_upstream_failures_total", "reason" => e.reason())
+                    .increment(1);
+                warn!(parent: &attempt_span, error = %e, "upstream connect failed");
+                return self.backoff();
+            }
+        };
+        let pulling_from = self.owner.as_ref().map(|o| o.origin_node_id.clone());
+        self.rebase.new_upstream();
+        let mut idle_tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                ev = pull.next() => match ev {
+                    Ok(PullEvent::Started) => {
+                        info!(parent: &attempt_span, "upstream playing");
+                        if self.publisher.is_none() {
+                            match self.ingest.hub.publish(&self.ingest.key) {
+                                Ok(p) => self.publisher = Some(p),
+                                Err(e) => {
+                                    warn!(error = %e, "edge hub refused the ingest");
+                                    return State::Done;
+                                }
+                            }
+                        }
+                    }
+                    Ok(PullEvent::Frame(frame)) => {
+                        self.attempt = 0;
+                        self.lost_since = None;
+                        let ts = self.rebase.map(&frame);
+                        let frame = if ts == frame.timestamp_ms { frame } else { frame.with_timestamp(ts) };
+                        if let Some(p) = &self.publisher {
+                            p.send(frame);
+                        }
+                    }
+                    Ok(PullEvent::Ended) => {
+                        info!(parent: &attempt_span, "upstream ended the stream");
+                        if matches!(self.ingest.upstreams, Upstreams::Static(_)) {
+                            return State::Done;
+                        }
+                        return State::Moving { until: Instant::now() + cfg.moved_wait };
+                    }
+                    Err(e) => {
+                        metrics::counter!("livecdn_edge_upstream_failures_total", "reason" => e.reason())
+                            .increment(1);
+                        warn!(parent: &attempt_span, error = %e, "upstream failed");
+                        return self.backoff();
+                    }
+                },
+                ev = Self::next_watch(&mut self.watch) => {
+                    self.on_watch(ev);
+                    let now = self.owner.as_ref().map(|o| o.origin_node_id.clone());
+                    if now.is_some() && now != pulling_from {
+                        info!(parent: &attempt_span, owner = ?now, "stream moved to another origin");
+                        return State::Resolving;
+                    }
+                }
+                _ = idle_tick.tick() => {
+                    if self.idle() {
+                        return State::Done;
+                    }
+                }
+                _ = self.ingest.shutdown.cancelled() => return State::Done,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(ts: u32, header: bool) -> MediaFrame {
+        MediaFrame::new(FrameKind::Video, ts, !header, header, Bytes::new())
+    }
+
+    #[test]
+    fn timestamps_stay_monotonic_across_upstreams() {
+        let mut r = Rebase::default();
+        assert_eq!(r.map(&frame(1000, true)), 1000);
+        assert_eq!(r.map(&frame(1000, false)), 1000);
+        assert_eq!(r.map(&frame(1040, false)), 1040);
+        // A new upstream starting at 0, with stale headers first.
+        r.new_upstream();
+        assert_eq!(r.map(&frame(0, true)), 1040);
+        assert_eq!(r.map(&frame(500, false)), 1041);
+        assert_eq!(r.map(&frame(540, false)), 1081);
+        // Another upstream far ahead in time still continues from where we were.
+        r.new_upstream();
+        assert_eq!(r.map(&frame(90_000, false)), 1082);
+        // Out-of-order input never goes backwards.
+        assert_eq!(r.map(&frame(89_000, false)), 1082);
+    }
+}

@@ -1,0 +1,279 @@
+//! The edge node: serves RTMP and HTTP-FLV players from its hub, pulling each stream once from
+//! its owner (found in etcd, or a static origin list) on the first play. `run(config, shutdown)`
+//! is what `main` and the tests call.
+
+mod ingest;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::get;
+use clap::Parser;
+use common::cluster::{NodeRecord, Registry, Role};
+use common::config::{ClusterArgs, MediaArgs, NetArgs, NodeArgs, parse_duration};
+use common::media::{CloseReason, Hub, Publisher, Subscriber};
+use common::net::{self, NetContext, Node, PlayRequest, PublishRequest, Refusal};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+pub use ingest::{IngestConfig, Upstreams};
+
+/// Every option of the edge: flag, `LIVECDN_*` variable, or key of the `--config` file.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "edge",
+    version,
+    about = "livecdn edge: pulls streams on demand, serves players"
+)]
+pub struct EdgeConfig {
+    /// TOML file with any of the options below (`[rtmp] listen = ...` is `--rtmp-listen`).
+    #[arg(long, env = "LIVECDN_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Static upstream `rtmp://host:port` (repeatable), tried in order, used instead of etcd.
+    #[arg(long = "origin", env = "LIVECDN_ORIGIN", value_delimiter = ',')]
+    pub origin: Vec<String>,
+    /// Keep pulling a stream this long after its last player left.
+    #[arg(long = "edge-idle-grace", env = "LIVECDN_EDGE_IDLE_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub edge_idle_grace: Duration,
+    /// Players stay connected this long while a failed upstream is re-established.
+    #[arg(long = "edge-reconnect-window", env = "LIVECDN_EDGE_RECONNECT_WINDOW", default_value = "15s", value_parser = parse_duration)]
+    pub edge_reconnect_window: Duration,
+    /// After an upstream ends a stream, wait this long for a new owner before ending players.
+    #[arg(long = "edge-moved-wait", env = "LIVECDN_EDGE_MOVED_WAIT", default_value = "3s", value_parser = parse_duration)]
+    pub edge_moved_wait: Duration,
+    /// Upstream TCP connect timeout.
+    #[arg(long = "edge-connect-timeout", env = "LIVECDN_EDGE_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub edge_connect_timeout: Duration,
+    /// An upstream silent for this long is treated as dead.
+    #[arg(long = "edge-upstream-timeout", env = "LIVECDN_EDGE_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub edge_upstream_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("registry: {0}")]
+    Registry(#[from] common::cluster::RegistryError),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The ingests running on this edge, by stream key. Players attach and ingests detach under
+/// one lock, so a player never attaches to an ingest that is ending.
+pub struct Ingests {
+    running: Mutex<HashMap<String, ()>>,
+}
+
+impl Ingests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ()>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes `key` and ends its hub stream (players get end-of-stream).
+    pub(crate) fn remove(&self, key: &str, publisher: Option<Publisher>) {
+        let mut running = self.lock();
+        running.remove(key);
+        drop(publisher);
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// What the edge does with a publish or a play.
+pub struct Edge {
+    hub: Arc<Hub>,
+    ingests: Arc<Ingests>,
+    upstreams: Upstreams,
+    ingest_config: IngestConfig,
+    play_wait: Duration,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Edge {
+    /// Subscribes to `app/name`, starting its ingest if none runs.
+    fn attach(&self, app: &str, name: &str) -> Subscriber {
+        let key = format!("{app}/{name}");
+        let mut running = self.ingests.lock();
+        if !running.contains_key(&key) {
+            running.insert(key.clone(), ());
+            metrics::counter!("livecdn_edge_ingests_started_total").increment(1);
+            let ingest = ingest::Ingest {
+                app: app.to_string(),
+                name: name.to_string(),
+                key: key.clone(),
+                hub: self.hub.clone(),
+                upstreams: self.upstreams.clone(),
+                config: self.ingest_config.clone(),
+                ingests: self.ingests.clone(),
+                shutdown: self.shutdown.clone(),
+            };
+            self.tasks.spawn(ingest.run());
+        }
+        self.hub.subscribe(&key)
+    }
+}
+
+impl Node for Edge {
+    async fn publish(&self, _req: &PublishRequest) -> Result<Publisher, Refusal> {
+        Err(Refusal::busy(
+            "edges do not accept publishers: publish to an origin",
+        ))
+    }
+
+    async fn play(&self, req: &PlayRequest) -> Result<Subscriber, Refusal> {
+        if req.app.is_empty() || req.name.is_empty() {
+            return Err(Refusal::not_found("play URLs are /{app}/{name}"));
+        }
+        let sub = self.attach(&req.app, &req.name);
+        let published = tokio::time::timeout(self.play_wait, sub.stream().wait_published()).await;
+        match published {
+            Ok(()) => Ok(sub),
+            Err(_) => Err(Refusal::not_found(format!(
+                "{} is not published anywhere",
+                req.key()
+            ))),
+        }
+    }
+}
+
+/// `rtmp://host:port[/...]` or `host:port` -> `host:port` (1935 if absent).
+fn upstream_addr(url: &str) -> Result<String, EdgeError> {
+    let rest = url.strip_prefix("rtmp://").unwrap_or(url);
+    let hostport = rest.split('/').next().unwrap_or_default();
+    if hostport.is_empty() {
+        return Err(EdgeError::Config(format!("origin `{url}` has no host")));
+    }
+    Ok(if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:1935")
+    })
+}
+
+/// Runs the edge until `shutdown`, then ends every player cleanly within the grace.
+pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), EdgeError> {
+    let rtmp = bind(config.net.rtmp_listen).await?;
+    let http = bind(config.net.http_listen).await?;
+    let node_id = config.node.node_id();
+    let registry: Option<Arc<dyn Registry>> = if config.origin.is_empty() {
+        Some(config.cluster.registry().await?)
+    } else {
+        None
+    };
+    let upstreams = match &registry {
+        Some(r) => Upstreams::Registry(r.clone()),
+        None => Upstreams::Static(
+            config
+                .origin
+                .iter()
+                .map(|u| upstream_addr(u))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let hub = Hub::new(config.media.hub_config());
+    let tasks = TaskTracker::new();
+    let ingests = Arc::new(Ingests {
+        running: Mutex::new(HashMap::new()),
+    });
+    let node = Arc::new(Edge {
+        hub: hub.clone(),
+        ingests: ingests.clone(),
+        upstreams,
+        ingest_config: IngestConfig {
+            idle_grace: config.edge_idle_grace,
+            reconnect_window: config.edge_reconnect_window,
+            moved_wait: config.edge_moved_wait,
+            connect_timeout: config.edge_connect_timeout,
+            read_timeout: config.edge_upstream_timeout,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+        },
+        play_wait: config.media.media_play_wait,
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    });
+    let ctx = NetContext::new(node, config.net.limits(), shutdown.clone());
+    let metrics = common::telemetry::metrics_handle();
+    let router = net::http::media_routes(ctx.clone()).route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
+    info!(
+        node_id = %node_id,
+        rtmp = %config.net.rtmp_listen,
+        http = %config.net.http_listen,
+        registry = registry.is_some(),
+        "edge started"
+    );
+    if let Some(registry) = registry.clone() {
+        let record = NodeRecord {
+            node_id: node_id.clone(),
+            role: Role::Edge as i32,
+            region: config.node.region.clone(),
+            zone: config.node.zone.clone(),
+            rtmp_address: config.net.rtmp_address(),
+            http_address: config.net.http_address(),
+            grpc_address: config.net.http_address(),
+            load: None,
+            draining: false,
+        };
+        let hub = hub.clone();
+        let ingests = ingests.clone();
+        let shutdown = shutdown.clone();
+        let every = config.cluster.load_interval;
+        tokio::spawn(async move {
+            common::cluster::report_load(registry, record, every, shutdown, move || {
+                let players: usize = hub.streams().iter().map(|s| s.subscriber_count()).sum();
+                (players as u64, ingests.count() as u64)
+            })
+            .await
+        });
+    }
+    let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
+    let limits = config.net.limits();
+    let http_shutdown = shutdown.clone();
+    let http_task =
+        tokio::spawn(async move { net::http::serve(http, router, &limits, http_shutdown).await });
+    shutdown.cancelled().await;
+    info!("shutting down");
+    hub.close_all(CloseReason::Shutdown);
+    tasks.close();
+    let grace = config.node.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        let _ = rtmp_task.await;
+        tasks.wait().await;
+        let _ = http_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        info!(
+            ?grace,
+            "shutdown grace elapsed, closing remaining connections"
+        );
+    }
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, EdgeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| EdgeError::Bind { addr, source })
+}

@@ -1,0 +1,321 @@
+//! Integration tests of `EtcdRegistry` against a real etcd: claims, takeover, release, watch,
+//! lease expiry and restore, and an etcd outage. Every wait polls a condition with a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{
+    Claim, EtcdConfig, EtcdRegistry, NodeRecord, Registry, Role, StreamEvent, StreamRecord,
+};
+use harness::etcd::Etcd;
+use tokio::sync::mpsc;
+
+const TTL: Duration = Duration::from_secs(2);
+
+fn config(etcd: &Etcd, ttl: Duration) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![etcd.endpoint.clone()],
+        prefix: "/livecdn-test/v1".to_string(),
+        lease_ttl: ttl,
+        op_timeout: Duration::from_secs(1),
+    }
+}
+
+async fn connect(etcd: &Etcd, ttl: Duration) -> Arc<EtcdRegistry> {
+    EtcdRegistry::connect(config(etcd, ttl))
+        .await
+        .expect("connect to etcd")
+}
+
+fn node(id: &str) -> NodeRecord {
+    NodeRecord {
+        node_id: id.into(),
+        role: Role::Origin as i32,
+        region: "test".into(),
+        rtmp_address: format!("{id}:1935"),
+        ..Default::default()
+    }
+}
+
+fn rec(owner: &str) -> StreamRecord {
+    StreamRecord {
+        app: "live".into(),
+        name: "cam".into(),
+        origin_node_id: owner.into(),
+        origin_rtmp_address: format!("{owner}:1935"),
+        started_at: 1_700_000_000_000,
+        codecs: vec!["h264".into(), "aac".into()],
+    }
+}
+
+fn start_etcd() -> Etcd {
+    tokio::task::block_in_place(Etcd::start)
+}
+
+/// Polls `cond` every 50 ms until it holds; panics after `deadline`. Returns the time taken.
+async fn eventually<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn next_event(rx: &mut mpsc::Receiver<StreamEvent>, deadline: Duration) -> StreamEvent {
+    tokio::time::timeout(deadline, rx.recv())
+        .await
+        .expect("watch event within the deadline")
+        .expect("watch still open")
+}
+
+async fn has_node(r: &EtcdRegistry, id: &str) -> bool {
+    r.nodes()
+        .await
+        .is_ok_and(|ns| ns.iter().any(|n| n.node_id == id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_refuse_takeover_release_lookup() {
+    let etcd = start_etcd();
+    let a = connect(&etcd, TTL).await;
+    let b = connect(&etcd, TTL).await;
+    a.register(node("a")).await.expect("register a");
+    b.register(node("b")).await.expect("register b");
+    let mut ids: Vec<String> = a
+        .nodes()
+        .await
+        .expect("nodes")
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+
+    let mut lost_a = a.lost_claims();
+    let mut lost_b = b.lost_claims();
+    assert_eq!(a.claim(rec("a"), false).await, Ok(Claim::Owned));
+    // Idempotent for the owner.
+    assert_eq!(a.claim(rec("a"), false).await, Ok(Claim::Owned));
+    assert_eq!(b.claim(rec("b"), false).await, Ok(Claim::OwnedBy(rec("a"))));
+    assert_eq!(b.lookup("live", "cam").await, Ok(Some(rec("a"))));
+    assert_eq!(b.lookup("live", "nope").await, Ok(None));
+
+    // b is not the owner: its release leaves a's claim alone.
+    b.release("live", "cam").await.expect("release by b");
+    assert_eq!(b.lookup("live", "cam").await, Ok(Some(rec("a"))));
+
+    let start = Instant::now();
+    assert_eq!(b.claim(rec("b"), true).await, Ok(Claim::Owned));
+    let lost = tokio::time::timeout(Duration::from_secs(3), lost_a.recv())
+        .await
+        .expect("a learns it lost the claim")
+        .expect("lost_claims open");
+    assert_eq!(lost, "live/cam");
+    eprintln!("takeover noticed by the old owner in {:?}", start.elapsed());
+    assert!(lost_b.try_recv().is_err());
+    assert_eq!(a.lookup("live", "cam").await, Ok(Some(rec("b"))));
+
+    // a lost it: its release is a no-op; b's release deletes.
+    a.release("live", "cam").await.expect("release by a");
+    assert_eq!(a.lookup("live", "cam").await, Ok(Some(rec("b"))));
+    b.release("live", "cam").await.expect("release by b");
+    assert_eq!(a.lookup("live", "cam").await, Ok(None));
+    assert_eq!(a.streams().await, Ok(vec![]));
+
+    // Freed: a can claim it again.
+    assert_eq!(a.claim(rec("a"), false).await, Ok(Claim::Owned));
+    assert_eq!(a.streams().await, Ok(vec![rec("a")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_put_deleted_put_in_order() {
+    let etcd = start_etcd();
+    let a = connect(&etcd, TTL).await;
+    let b = connect(&etcd, TTL).await;
+    let edge = connect(&etcd, TTL).await;
+    let d = Duration::from_secs(3);
+
+    let mut w = edge.watch("live", "cam");
+    assert_eq!(next_event(&mut w, d).await, StreamEvent::Deleted);
+    a.claim(rec("a"), false).await.expect("claim a");
+    assert_eq!(next_event(&mut w, d).await, StreamEvent::Put(rec("a")));
+    a.release("live", "cam").await.expect("release a");
+    assert_eq!(next_event(&mut w, d).await, StreamEvent::Deleted);
+    b.claim(rec("b"), false).await.expect("claim b");
+    assert_eq!(next_event(&mut w, d).await, StreamEvent::Put(rec("b")));
+
+    // A watch started now begins with the current state.
+    let mut late = edge.watch("live", "cam");
+    assert_eq!(next_event(&mut late, d).await, StreamEvent::Put(rec("b")));
+
+    // Dropping the registry ends its watches.
+    drop(edge);
+    let end = tokio::time::timeout(d, w.recv()).await.expect("watch ends");
+    assert_eq!(end, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_registry_loses_its_keys_within_ttl() {
+    let etcd = start_etcd();
+    let ttl = Duration::from_secs(1);
+    let a = connect(&etcd, ttl).await;
+    let observer = connect(&etcd, TTL).await;
+    a.register(node("a")).await.expect("register");
+    assert_eq!(a.claim(rec("a"), false).await, Ok(Claim::Owned));
+
+    // The keys outlive several keep-alive periods while the registry lives.
+    let lived = Instant::now();
+    while lived.elapsed() < ttl * 2 {
+        assert_eq!(observer.lookup("live", "cam").await, Ok(Some(rec("a"))));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Like a crash: no revoke, the keep-alive just stops.
+    drop(a);
+    let took = eventually(
+        "a's keys to expire",
+        ttl + Duration::from_secs(2),
+        || async {
+            observer.lookup("live", "cam").await == Ok(None) && !has_node(&observer, "a").await
+        },
+    )
+    .await;
+    eprintln!("keys of a dropped registry gone after {took:?} (ttl {ttl:?})");
+    assert_eq!(
+        observer.claim(rec("b"), false).await,
+        Ok(Claim::Owned),
+        "the stream can be claimed elsewhere"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_removes_keys_at_once() {
+    let etcd = start_etcd();
+    let a = connect(&etcd, Duration::from_secs(30)).await;
+    let observer = connect(&etcd, TTL).await;
+    a.register(node("a")).await.expect("register");
+    a.claim(rec("a"), false).await.expect("claim");
+    a.close().await.expect("close");
+    assert_eq!(observer.lookup("live", "cam").await, Ok(None));
+    assert!(!has_node(&observer, "a").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_lease_is_replaced_and_keys_restored() {
+    let etcd = start_etcd();
+    let a = connect(&etcd, TTL).await;
+    let observer = connect(&etcd, TTL).await;
+    a.register(node("a")).await.expect("register");
+    a.claim(rec("a"), false).await.expect("claim");
+    let mut lost = a.lost_claims();
+
+    // Expire the lease behind the registry's back, as etcd does after a long partition.
+    let old = a.lease_id();
+    let mut direct = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .expect("direct client");
+    direct.lease_revoke(old).await.expect("revoke");
+    assert_eq!(observer.lookup("live", "cam").await, Ok(None));
+
+    let took = eventually(
+        "keys restored on a new lease",
+        Duration::from_secs(4),
+        || async {
+            a.lease_id() != old
+                && observer.lookup("live", "cam").await == Ok(Some(rec("a")))
+                && has_node(&observer, "a").await
+        },
+    )
+    .await;
+    eprintln!("keys restored {took:?} after the lease was revoked");
+    let new = a.lease_id();
+    for key in [
+        "/livecdn-test/v1/nodes/a",
+        "/livecdn-test/v1/streams/live/cam",
+    ] {
+        let resp = direct.get(key, None).await.expect("get");
+        let kv = resp.kvs().first().expect("key present");
+        assert_eq!(kv.lease(), new, "{key} is bound to the new lease");
+    }
+    let ttl = direct
+        .lease_time_to_live(new, None)
+        .await
+        .expect("time to live");
+    assert!(ttl.ttl() > 0, "the new lease is alive");
+    assert!(lost.try_recv().is_err(), "nothing was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_outage_then_keys_and_watch_come_back() {
+    let mut etcd = start_etcd();
+    let a = connect(&etcd, TTL).await;
+    let edge = connect(&etcd, TTL).await;
+    a.register(node("a")).await.expect("register");
+    a.claim(rec("a"), false).await.expect("claim");
+    let mut lost = a.lost_claims();
+    let mut w = edge.watch("live", "cam");
+    let d = Duration::from_secs(3);
+    assert_eq!(next_event(&mut w, d).await, StreamEvent::Put(rec("a")));
+
+    tokio::task::block_in_place(|| etcd.stop());
+    let outage = Instant::now();
+    // Calls fail within their bound instead of hanging.
+    let t = Instant::now();
+    assert!(edge.lookup("live", "cam").await.is_err());
+    let bounded = t.elapsed();
+    assert!(bounded < Duration::from_secs(2), "lookup took {bounded:?}");
+    eprintln!("lookup during the outage failed after {bounded:?}");
+    // Longer than the lease TTL: etcd being away must not lose our registrations.
+    while outage.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::task::block_in_place(|| etcd.restart());
+    let back = Instant::now();
+
+    let took = eventually(
+        "node and stream keys after restart",
+        Duration::from_secs(10),
+        || async {
+            edge.lookup("live", "cam").await == Ok(Some(rec("a"))) && has_node(&edge, "a").await
+        },
+    )
+    .await;
+    eprintln!("keys readable {took:?} after etcd came back");
+
+    // The watch is re-established and re-sends the current state.
+    let event = next_event(&mut w, Duration::from_secs(10)).await;
+    assert_eq!(event, StreamEvent::Put(rec("a")));
+    eprintln!(
+        "watch re-sent the state {:?} after etcd came back",
+        back.elapsed()
+    );
+
+    // The keys stay for well over a TTL: keep-alives flow again on the reconnected client.
+    let kept = Instant::now();
+    while kept.elapsed() < TTL * 2 {
+        assert_eq!(edge.lookup("live", "cam").await, Ok(Some(rec("a"))));
+        assert!(has_node(&edge, "a").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(lost.try_recv().is_err(), "nothing was lost");
+
+    // The watch still follows changes after the outage.
+    a.release("live", "cam").await.expect("release");
+    loop {
+        match next_event(&mut w, d).await {
+            StreamEvent::Deleted => break,
+            StreamEvent::Put(r) => assert_eq!(r, rec("a")),
+        }
+    }
+}
