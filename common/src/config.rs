@@ -92,18 +92,23 @@ fn file_args(
     let mut out = Vec::new();
     for (key, value) in flat {
         let flag = key.replace(['.', '_'], "-");
-        let Some(arg) = cmd
-            .get_arguments()
-            .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config")
-        else {
+        let Some(arg) = cmd.get_arguments().find(|a| {
+            flag != "config"
+                && (a.get_long() == Some(flag.as_str())
+                    || a.get_visible_aliases()
+                        .is_some_and(|v| v.contains(&flag.as_str())))
+        }) else {
             return Err(ConfigError::UnknownKey {
                 path: path.clone(),
                 key,
             });
         };
+        let long = arg.get_long().unwrap_or(flag.as_str()).to_string();
         let on_cli = cli.iter().any(|a| {
             let a = a.to_string_lossy();
-            a == format!("--{flag}") || a.starts_with(&format!("--{flag}="))
+            [&flag, &long]
+                .iter()
+                .any(|f| a == format!("--{f}") || a.starts_with(&format!("--{f}=")))
         });
         let in_env = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
         if on_cli || in_env {
@@ -118,7 +123,7 @@ fn file_args(
                 path: path.clone(),
                 key: key.clone(),
             })?;
-            out.push(OsString::from(format!("--{flag}={v}")));
+            out.push(OsString::from(format!("--{long}={v}")));
         }
     }
     Ok(out)
@@ -298,7 +303,12 @@ impl NetArgs {
 pub struct ClusterArgs {
     /// etcd endpoints, comma-separated (`http://10.0.0.1:2379,...`). Absent: an in-memory
     /// registry (a single node on its own).
-    #[arg(long = "etcd", env = "LIVECDN_ETCD", value_delimiter = ',')]
+    #[arg(
+        long = "etcd",
+        visible_alias = "etcd-endpoints",
+        env = "LIVECDN_ETCD",
+        value_delimiter = ','
+    )]
     pub etcd: Vec<String>,
     /// Prefix of every key livecdn writes in etcd.
     #[arg(

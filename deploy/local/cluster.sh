@@ -1,33 +1,83 @@
 #!/usr/bin/env bash
-# Starts a local livecdn on loopback and prints the URLs to push to and play from.
-# Ctrl-C stops everything it started.
+# Starts a local livecdn cluster on loopback: etcd + 2 origins + 2 edges, and prints the URLs
+# to push to and play from. Ctrl-C stops everything it started.
+# Ports: BASE (default 19000) + offsets; etcd on BASE+379.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-command -v protoc >/dev/null 2>&1 || {
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq protobuf-compiler >/dev/null
-}
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 cargo build --release --bins
 
-RTMP_PORT=${RTMP_PORT:-1935}
-HTTP_PORT=${HTTP_PORT:-8080}
+BASE=${BASE:-19000}
+ETCD_PORT=$((BASE + 379))
+ETCD="http://127.0.0.1:$ETCD_PORT"
+data=$(mktemp -d)
+logs=${LOGS:-$data/logs}
+mkdir -p "$logs"
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$data/etcd"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
 
-./target/release/origin --node-id origin-1 \
-  --rtmp-listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" &
+etcd --name local --data-dir "$data/etcd" \
+  --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+  --listen-peer-urls "http://127.0.0.1:$((BASE + 380))" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 380))" \
+  --initial-cluster "local=http://127.0.0.1:$((BASE + 380))" \
+  >"$logs/etcd.log" 2>&1 &
 pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS "$ETCD/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+start() { # role index rtmp-port http-port
+  "./target/release/$1" --node-id "$1-$2" --etcd "$ETCD" \
+    --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$4" >"$logs/$1-$2.log" 2>&1 &
+  pids+=($!)
+}
+start origin 1 $((BASE + 1)) $((BASE + 81))
+start origin 2 $((BASE + 2)) $((BASE + 82))
+start edge 1 $((BASE + 11)) $((BASE + 91))
+start edge 2 $((BASE + 12)) $((BASE + 92))
+for port in $((BASE + 81)) $((BASE + 82)) $((BASE + 91)) $((BASE + 92)); do
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
 
 cat <<TXT
 
-livecdn is running (Ctrl-C stops it).
+livecdn local cluster is running (logs in $logs; Ctrl-C stops it).
 
-  push:  ffmpeg -re -f lavfi -i testsrc2=rate=25 -f lavfi -i sine -c:v libx264 -g 50 -c:a aac -f flv rtmp://127.0.0.1:$RTMP_PORT/live/demo
-         (OBS: server rtmp://127.0.0.1:$RTMP_PORT/live, stream key demo)
-  play:  ffplay rtmp://127.0.0.1:$RTMP_PORT/live/demo
-         ffplay http://127.0.0.1:$HTTP_PORT/live/demo.flv
+  etcd      $ETCD
+  origin-1  rtmp://127.0.0.1:$((BASE + 1))   http://127.0.0.1:$((BASE + 81))
+  origin-2  rtmp://127.0.0.1:$((BASE + 2))   http://127.0.0.1:$((BASE + 82))
+  edge-1    rtmp://127.0.0.1:$((BASE + 11))  http://127.0.0.1:$((BASE + 91))
+  edge-2    rtmp://127.0.0.1:$((BASE + 12))  http://127.0.0.1:$((BASE + 92))
+
+Push (to either origin; OBS: server rtmp://127.0.0.1:$((BASE + 1))/live, stream key demo):
+  ffmpeg -re -f lavfi -i testsrc2=rate=25 -f lavfi -i sine -c:v libx264 -g 50 -c:a aac -f flv rtmp://127.0.0.1:$((BASE + 1))/live/demo
+
+Play from an edge (the first player makes it pull the stream from its origin):
+  ffplay rtmp://127.0.0.1:$((BASE + 11))/live/demo
+  ffplay http://127.0.0.1:$((BASE + 91))/live/demo.flv
+  ffplay rtmp://127.0.0.1:$((BASE + 12))/live/demo
+  ffplay http://127.0.0.1:$((BASE + 92))/live/demo.flv
 
 TXT
 wait

@@ -50,6 +50,13 @@ fn rec(owner: &str) -> StreamRecord {
 }
 
 fn start_etcd() -> Etcd {
+    // RUST_LOG=common=debug shows the registry's view of a failing test.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
     tokio::task::block_in_place(Etcd::start)
 }
 
@@ -318,4 +325,104 @@ async fn etcd_outage_then_keys_and_watch_come_back() {
             StreamEvent::Put(r) => assert_eq!(r, rec("a")),
         }
     }
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones: a network partition between
+/// one registry and etcd while etcd itself stays up.
+struct Partition {
+    endpoint: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(upstream: &str) -> Partition {
+        let upstream: std::net::SocketAddr = upstream
+            .trim_start_matches("http://")
+            .parse()
+            .expect("upstream addr");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("proxy addr"));
+        let (open, _) = tokio::sync::watch::channel(true);
+        let gate = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let mut rx = gate.subscribe();
+                if !*rx.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = rx.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Partition { endpoint, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn heal(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_longer_than_ttl_restores_node_and_reports_lost_claim() {
+    let etcd = start_etcd();
+    let proxy = Partition::start(&etcd.endpoint).await;
+    let ttl = Duration::from_secs(1);
+    let a = EtcdRegistry::connect(EtcdConfig {
+        endpoints: vec![proxy.endpoint.clone()],
+        ..config(&etcd, ttl)
+    })
+    .await
+    .expect("connect through the proxy");
+    let b = connect(&etcd, TTL).await;
+    a.register(node("a")).await.expect("register");
+    assert_eq!(a.claim(rec("a"), false).await, Ok(Claim::Owned));
+    let mut lost = a.lost_claims();
+    let old = a.lease_id();
+
+    proxy.cut();
+    let cut = Instant::now();
+    // a's lease expires in etcd; b claims the freed stream.
+    eventually(
+        "b to win the stream",
+        ttl + Duration::from_secs(3),
+        || async { b.claim(rec("b"), false).await == Ok(Claim::Owned) },
+    )
+    .await;
+    eprintln!("a's lease expired, b claimed after {:?}", cut.elapsed());
+    assert!(!has_node(&b, "a").await);
+
+    proxy.heal();
+    let healed = Instant::now();
+    let key = tokio::time::timeout(Duration::from_secs(5), lost.recv())
+        .await
+        .expect("a reports the lost claim")
+        .expect("lost_claims open");
+    assert_eq!(key, "live/cam");
+    eprintln!(
+        "lost claim reported {:?} after the partition healed",
+        healed.elapsed()
+    );
+    eventually(
+        "a's node record restored on a new lease",
+        Duration::from_secs(5),
+        || async { a.lease_id() != old && has_node(&b, "a").await },
+    )
+    .await;
+    assert_eq!(b.lookup("live", "cam").await, Ok(Some(rec("b"))));
+    // a no longer holds the claim: its release must not delete b's stream.
+    a.release("live", "cam").await.expect("release");
+    assert_eq!(b.lookup("live", "cam").await, Ok(Some(rec("b"))));
 }

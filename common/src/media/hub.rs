@@ -68,9 +68,17 @@ impl Hub {
         &self.config
     }
 
-    fn entry(self: &Arc<Self>, key: &str) -> Arc<Stream> {
+    /// Finds or creates the stream of `key` and runs `f` on its state while the hub map is
+    /// still locked, so `remove_if_unused` cannot drop the entry between the lookup and the
+    /// registration of a publisher or subscriber (which would strand it on a stream nobody
+    /// else can reach). Lock order: hub map, then stream state.
+    fn with_entry<R>(
+        self: &Arc<Self>,
+        key: &str,
+        f: impl FnOnce(&mut StreamState) -> R,
+    ) -> (Arc<Stream>, R) {
         let mut streams = lock(&self.streams);
-        streams
+        let stream = streams
             .entry(key.to_string())
             .or_insert_with(|| {
                 Arc::new(Stream {
@@ -81,24 +89,27 @@ impl Hub {
                     stats: StreamStats::default(),
                 })
             })
-            .clone()
+            .clone();
+        let r = f(&mut lock(&stream.state));
+        drop(streams);
+        (stream, r)
     }
 
     /// Becomes the publisher of `key`; refused while another publisher has it.
     pub fn publish(self: &Arc<Self>, key: &str) -> Result<Publisher, HubError> {
-        let stream = self.entry(key);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let kicked = CancellationToken::new();
-        {
-            let mut st = lock(&stream.state);
+        let (stream, claimed) = self.with_entry(key, |st| {
             if st.publisher.is_some() {
-                drop(st);
-                stream.remove_if_unused();
-                return Err(HubError::AlreadyPublishing(key.to_string()));
+                return false;
             }
             st.publisher = Some(id);
             st.publisher_kick = Some(kicked.clone());
             st.reset_caches();
+            true
+        });
+        if !claimed {
+            return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         stream.published.notify_waiters();
         Ok(Publisher { stream, id, kicked })
@@ -107,14 +118,12 @@ impl Hub {
     /// Subscribes to `key`, primed with what the stream has cached. The stream need not be
     /// published yet: the subscriber then waits for the publisher.
     pub fn subscribe(self: &Arc<Self>, key: &str) -> Subscriber {
-        let stream = self.entry(key);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(SubShared::new(id, self.config.clone()));
-        {
-            let mut st = lock(&stream.state);
+        let (stream, ()) = self.with_entry(key, |st| {
             st.prime(&shared);
             st.subscribers.push(shared.clone());
-        }
+        });
         Subscriber::new(stream, shared)
     }
 

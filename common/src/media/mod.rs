@@ -4,6 +4,8 @@
 mod frame;
 mod hub;
 mod subscriber;
+#[cfg(test)]
+mod tests;
 
 pub use frame::{FrameKind, MediaFrame, WireSlot};
 pub use hub::{Hub, HubConfig, HubError, Publisher, Stream, StreamSnapshot, StreamStats};

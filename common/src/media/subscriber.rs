@@ -112,6 +112,14 @@ impl SubShared {
         q.frames.push_back(frame.clone());
         if queued_ms(&q.frames) > self.config.queue_max_ms {
             dropped = self.overflow(&mut q, frame.timestamp_ms);
+            // The keyframe that overflowed the queue is the one to resume from: dropping it
+            // too would cost the player a whole extra GOP.
+            if frame.is_video() && frame.keyframe && q.closed.is_none() {
+                q.frames.push_back(frame.clone());
+                q.awaiting_keyframe = false;
+                dropped -= 1;
+                self.dropped.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         drop(q);
         self.notify.notify_one();
@@ -158,18 +166,19 @@ impl SubShared {
     }
 }
 
-/// Milliseconds of media between the oldest queued media frame and the newest.
+/// Milliseconds of media between the oldest queued media frame and the newest. Headers do
+/// not count (metadata is often re-sent with timestamp 0), and the distance is the shorter way
+/// round the 32-bit clock: a newest frame slightly behind the oldest (audio and video
+/// interleaved out of order) is a few milliseconds, not 4 billion, while a large jump either
+/// way still counts as large, so the queue stays bounded.
 fn queued_ms(frames: &VecDeque<Arc<MediaFrame>>) -> u32 {
-    let Some(last) = frames.back() else {
+    let first = frames.iter().find(|f| !is_header(f));
+    let last = frames.iter().rev().find(|f| !is_header(f));
+    let (Some(first), Some(last)) = (first, last) else {
         return 0;
     };
-    match frames.iter().find(|f| !is_header(f)) {
-        Some(first) => last
-            .timestamp_ms
-            .wrapping_sub(first.timestamp_ms)
-            .min(u32::MAX / 2),
-        None => 0,
-    }
+    let forward = last.timestamp_ms.wrapping_sub(first.timestamp_ms);
+    forward.min(first.timestamp_ms.wrapping_sub(last.timestamp_ms))
 }
 
 /// The player's half of a subscription. Dropping it unsubscribes.
