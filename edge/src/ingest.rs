@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::cluster::{Registry, StreamEvent, StreamRecord};
 use common::media::{FrameKind, Hub, MediaFrame, Publisher};
 use common::net::pull::{Pull, PullEvent};
+use common::telemetry::metric;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -116,6 +117,8 @@ struct Run {
     /// The owner as last reported by the registry.
     owner: Option<StreamRecord>,
     publisher: Option<Publisher>,
+    /// Counts this stream in the pulled-streams gauge while it has a publisher.
+    pulled: Option<metric::GaugeGuard>,
     rebase: Rebase,
     /// When the stream last flowed or players last waited with an upstream: bounds retries.
     lost_since: Option<Instant>,
@@ -137,6 +140,7 @@ impl Ingest {
             watch,
             owner: None,
             publisher: None,
+            pulled: None,
             rebase: Rebase::default(),
             lost_since: None,
             idle_since: None,
@@ -145,7 +149,7 @@ impl Ingest {
         };
         async move {
             let mut state = State::Resolving;
-            metrics::gauge!("livecdn_edge_upstreams_active").increment(1.0);
+            metrics::gauge!(metric::UPSTREAMS_ACTIVE).increment(1.0);
             loop {
                 if run.ingest.shutdown.is_cancelled() || run.idle() {
                     break;
@@ -159,7 +163,7 @@ impl Ingest {
                 };
                 debug!(?state, "ingest state");
             }
-            metrics::gauge!("livecdn_edge_upstreams_active").decrement(1.0);
+            metrics::gauge!(metric::UPSTREAMS_ACTIVE).decrement(1.0);
             run.finish();
         }
         .instrument(span)
@@ -188,6 +192,7 @@ impl Run {
     /// Ends the ingest: removes it from the edge's table and ends the hub stream, atomically
     /// with respect to new players (who would otherwise attach to a dying ingest).
     fn finish(mut self) {
+        self.pulled = None;
         let publisher = self.publisher.take();
         self.ingest.ingests.remove(&self.ingest.key, publisher);
         info!("ingest stopped");
@@ -296,7 +301,7 @@ impl Run {
 
     async fn pull(&mut self, addr: &str) -> State {
         let cfg = self.ingest.config.clone();
-        metrics::counter!("livecdn_edge_upstream_attempts_total").increment(1);
+        metrics::counter!(metric::UPSTREAM_ATTEMPTS).increment(1);
         let attempt_span = info_span!("upstream", origin = %addr, attempt = self.attempt);
         let connected = Pull::connect(
             addr,
@@ -310,8 +315,7 @@ impl Run {
         let mut pull = match connected {
             Ok(p) => p,
             Err(e) => {
-                metrics::counter!("livecdn_edge_upstream_failures_total", "reason" => e.reason())
-                    .increment(1);
+                metrics::counter!(metric::UPSTREAM_FAILURES, "reason" => e.reason()).increment(1);
                 warn!(parent: &attempt_span, error = %e, "upstream connect failed");
                 return self.backoff();
             }
@@ -326,7 +330,13 @@ impl Run {
                         info!(parent: &attempt_span, "upstream playing");
                         if self.publisher.is_none() {
                             match self.ingest.hub.publish(&self.ingest.key) {
-                                Ok(p) => self.publisher = Some(p),
+                                Ok(p) => {
+                                    self.publisher = Some(p);
+                                    self.pulled = Some(metric::GaugeGuard::new(metrics::gauge!(
+                                        metric::STREAMS_ACTIVE,
+                                        "kind" => "pulled"
+                                    )));
+                                }
                                 Err(e) => {
                                     warn!(error = %e, "edge hub refused the ingest");
                                     return State::Done;
@@ -351,7 +361,7 @@ impl Run {
                         return State::Moving { until: Instant::now() + cfg.moved_wait };
                     }
                     Err(e) => {
-                        metrics::counter!("livecdn_edge_upstream_failures_total", "reason" => e.reason())
+                        metrics::counter!(metric::UPSTREAM_FAILURES, "reason" => e.reason())
                             .increment(1);
                         warn!(parent: &attempt_span, error = %e, "upstream failed");
                         return self.backoff();

@@ -114,7 +114,7 @@ impl Edge {
         let mut running = self.ingests.lock();
         if !running.contains_key(&key) {
             running.insert(key.clone(), ());
-            metrics::counter!("livecdn_edge_ingests_started_total").increment(1);
+
             let ingest = ingest::Ingest {
                 app: app.to_string(),
                 name: name.to_string(),
@@ -211,6 +211,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
         tasks: tasks.clone(),
     });
     let ctx = NetContext::new(node, config.net.limits(), shutdown.clone());
+    common::telemetry::init_metrics("edge");
     let metrics = common::telemetry::metrics_handle();
     let router = net::http::media_routes(ctx.clone()).route(
         "/metrics",

@@ -113,7 +113,7 @@ impl Node for Origin {
             // until it lands (a publisher never hangs on etcd).
             Ok(Err(_)) | Err(_) => {
                 warn!(stream = %req.key(), "registry unreachable: publishing unclaimed, retrying the claim");
-                metrics::counter!("livecdn_origin_claims_deferred_total").increment(1);
+                metrics::counter!(common::telemetry::metric::CLAIMS_DEFERRED).increment(1);
                 let registry = self.registry.clone();
                 let record = self.record(req);
                 let hub = self.hub.clone();
@@ -232,6 +232,7 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
         },
     ));
     let ctx = NetContext::new(node, config.net.limits(), shutdown.clone());
+    common::telemetry::init_metrics("origin");
     let metrics = common::telemetry::metrics_handle();
     let router = net::http::media_routes(ctx.clone()).route(
         "/metrics",

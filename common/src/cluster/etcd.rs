@@ -1,6 +1,7 @@
 //! etcd-backed `Registry`: node and stream keys bound to this node's lease, kept alive and
 //! restored after outages. Knows nothing about media; no call waits longer than `op_timeout`.
 
+use crate::telemetry::metric;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,14 +19,6 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Claim, NodeRecord, Registry, RegistryError, StreamEvent, StreamRecord, stream_key};
-
-/// Metric names of the registry.
-pub mod metric {
-    pub const OPERATIONS: &str = "livecdn_registry_operations_total";
-    pub const FAILURES: &str = "livecdn_registry_failures_total";
-    pub const REQUEST_DURATION: &str = "livecdn_registry_request_duration_seconds";
-    pub const LEASE_RENEWAL_FAILURES: &str = "livecdn_registry_lease_renewal_failures_total";
-}
 
 /// First and longest pause between attempts to re-establish a broken watch.
 const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -294,12 +287,12 @@ impl Inner {
         fut: impl Future<Output = Result<T, RegistryError>>,
     ) -> Result<T, RegistryError> {
         let start = Instant::now();
-        metrics::counter!(metric::OPERATIONS, "op" => op).increment(1);
+        metrics::counter!(metric::REGISTRY_OPERATIONS, "op" => op).increment(1);
         let res = fut.await;
-        metrics::histogram!(metric::REQUEST_DURATION, "op" => op)
+        metrics::histogram!(metric::REGISTRY_DURATION, "op" => op)
             .record(start.elapsed().as_secs_f64());
         if let Err(e) = &res {
-            metrics::counter!(metric::FAILURES, "op" => op).increment(1);
+            metrics::counter!(metric::REGISTRY_FAILURES, "op" => op).increment(1);
             tracing::debug!(op, error = %e, "registry operation failed");
         }
         res
@@ -621,8 +614,8 @@ async fn keep_alive_task(inner: Arc<Inner>) {
         let lease = inner.lock().lease;
         let start = Instant::now();
         let outcome = inner.keep_alive_once(&mut keeper, lease).await;
-        metrics::counter!(metric::OPERATIONS, "op" => "keepalive").increment(1);
-        metrics::histogram!(metric::REQUEST_DURATION, "op" => "keepalive")
+        metrics::counter!(metric::REGISTRY_OPERATIONS, "op" => "keepalive").increment(1);
+        metrics::histogram!(metric::REGISTRY_DURATION, "op" => "keepalive")
             .record(start.elapsed().as_secs_f64());
         match outcome {
             KeepAlive::Alive => {
@@ -634,7 +627,7 @@ async fn keep_alive_task(inner: Arc<Inner>) {
             KeepAlive::Expired => {
                 keeper = None;
                 metrics::counter!(metric::LEASE_RENEWAL_FAILURES).increment(1);
-                metrics::counter!(metric::FAILURES, "op" => "keepalive").increment(1);
+                metrics::counter!(metric::REGISTRY_FAILURES, "op" => "keepalive").increment(1);
                 match inner.regrant().await {
                     Ok(new) => {
                         tracing::warn!(old = lease, new, "registry lease expired; restoring keys");
@@ -650,7 +643,7 @@ async fn keep_alive_task(inner: Arc<Inner>) {
             KeepAlive::Failed(reason) => {
                 keeper = None;
                 metrics::counter!(metric::LEASE_RENEWAL_FAILURES).increment(1);
-                metrics::counter!(metric::FAILURES, "op" => "keepalive").increment(1);
+                metrics::counter!(metric::REGISTRY_FAILURES, "op" => "keepalive").increment(1);
                 if !failing {
                     tracing::warn!(lease, %reason, "registry lease renewal failed; retrying");
                 }

@@ -165,6 +165,8 @@ impl Hub {
 pub struct StreamStats {
     pub frames_in: AtomicU64,
     pub bytes_in: AtomicU64,
+    /// Bytes written to this stream's players (all protocols), counted by the players.
+    pub bytes_out: AtomicU64,
     pub frames_dropped: AtomicU64,
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,8 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::clients::{ClientGuard, ClientRole};
 use super::io::StallTimeout;
-use super::{NetContext, Node, PlayRequest};
+use super::{NetContext, Node, PlayRequest, Refusal};
 use crate::flv;
 use crate::media::{CloseReason, MediaFrame, Subscriber};
 use crate::telemetry::metric;
@@ -66,6 +71,7 @@ pub fn media_routes<N: Node>(ctx: Arc<NetContext<N>>) -> Router {
 
 async fn play_file<N: Node>(
     State(ctx): State<Arc<NetContext<N>>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     Path((app, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -75,15 +81,30 @@ async fn play_file<N: Node>(
     if ctx.shutdown.is_cancelled() {
         return json_error(503, "shutting down");
     }
+    let asked = Instant::now();
     let req = PlayRequest {
         app,
         name: name.to_string(),
         query: query.unwrap_or_default(),
-        peer: String::new(),
+        peer: peer.to_string(),
         protocol: "http-flv",
     };
-    match ctx.node.play(&req).await {
-        Ok(sub) => flv_response(sub, ctx.limits.batch_frames),
+    let accepted = if ctx.is_draining() {
+        Err(Refusal::draining(false))
+    } else {
+        ctx.node.play(&req).await
+    };
+    match accepted {
+        Ok(sub) => {
+            let client = ctx.clients.register(
+                ctx.next_conn_id(),
+                ClientRole::Player,
+                "http-flv",
+                req.key(),
+                req.peer.clone(),
+            );
+            flv_response(sub, client, ctx.limits.batch_frames, asked)
+        }
         Err(r) => {
             metrics::counter!(metric::PLAYS_REFUSED, "protocol" => "http-flv", "reason" => r.reason)
                 .increment(1);
@@ -94,32 +115,60 @@ async fn play_file<N: Node>(
 
 struct FlvBody {
     sub: Subscriber,
+    client: ClientGuard,
     frames: Vec<Arc<MediaFrame>>,
     pending: std::collections::VecDeque<Bytes>,
     batch: usize,
+    first_frame: Option<Instant>,
     _gauge: metric::GaugeGuard,
     sent: metrics::Counter,
 }
 
-fn flv_response(sub: Subscriber, batch: usize) -> Response {
+impl FlvBody {
+    fn count(&mut self, n: u64) {
+        crate::telemetry::count_egress(&self.sent, n);
+        self.client.info.add_bytes(n);
+        self.sub
+            .stream()
+            .stats
+            .bytes_out
+            .fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Instant) -> Response {
     let mut pending = std::collections::VecDeque::new();
     pending.push_back(Bytes::copy_from_slice(&flv::file_header(true, true)));
     let state = FlvBody {
         sub,
+        client,
         frames: Vec::with_capacity(batch),
         pending,
         batch,
+        first_frame: Some(asked),
         _gauge: metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "http-flv")),
         sent: metrics::counter!(metric::BYTES_SENT, "protocol" => "http-flv"),
     };
     let body = stream::unfold(state, |mut st| async move {
         loop {
             if let Some(b) = st.pending.pop_front() {
-                crate::telemetry::count_egress(&st.sent, b.len() as u64);
+                st.count(b.len() as u64);
                 return Some((Ok::<Bytes, std::io::Error>(b), st));
             }
-            match st.sub.recv(&mut st.frames, st.batch).await {
+            let kick = st.client.info.kick.clone();
+            let got = tokio::select! {
+                r = st.sub.recv(&mut st.frames, st.batch) => r,
+                _ = kick.cancelled() => {
+                    metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
+                    return None;
+                }
+            };
+            match got {
                 Ok(()) => {
+                    if let Some(t) = st.first_frame.take() {
+                        metrics::histogram!(metric::FIRST_FRAME, "protocol" => "http-flv")
+                            .record(t.elapsed().as_secs_f64());
+                    }
                     for f in st.frames.drain(..) {
                         st.pending.push_back(flv::tag_bytes(&f).clone());
                     }
@@ -139,8 +188,20 @@ fn flv_response(sub: Subscriber, batch: usize) -> Response {
         .unwrap_or_else(|_| json_error(500, "response"))
 }
 
+/// The peer address of an HTTP connection, for handlers (`ConnectInfo<PeerAddr>`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, StallListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, StallListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// A TCP listener whose connections fail writes that stall for `write_timeout`.
-struct StallListener {
+pub struct StallListener {
     inner: TcpListener,
     write_timeout: Duration,
     send_buffer: usize,
@@ -185,7 +246,10 @@ pub async fn serve(
         write_timeout: limits.write_timeout,
         send_buffer: limits.send_buffer,
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<PeerAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }

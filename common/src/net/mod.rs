@@ -1,6 +1,7 @@
 //! Tokio shells around the sans-IO protocols: the RTMP server connection, the RTMP pull
 //! client and the HTTP routes. What a node does with a publish or a play is behind `Node`.
 
+pub mod clients;
 pub mod http;
 pub mod io;
 pub mod pull;
@@ -8,7 +9,7 @@ pub mod rtmp;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,20 @@ impl Refusal {
         }
     }
 
+    /// The node is draining: new publishers and players go elsewhere.
+    pub fn draining(publish: bool) -> Self {
+        Self {
+            rtmp_code: if publish {
+                "NetStream.Publish.Denied"
+            } else {
+                "NetStream.Play.Failed"
+            },
+            http_status: 503,
+            reason: "draining",
+            description: "node is draining: connect to another node".into(),
+        }
+    }
+
     pub fn unavailable(description: impl Into<String>) -> Self {
         Self {
             rtmp_code: "NetStream.Play.Failed",
@@ -135,6 +150,9 @@ pub struct NetContext<N: Node> {
     pub limits: NetLimits,
     /// Stop accepting, end every stream cleanly.
     pub shutdown: CancellationToken,
+    /// Connected publishers and players.
+    pub clients: Arc<clients::ClientTable>,
+    draining: AtomicBool,
     next_conn_id: AtomicU64,
 }
 
@@ -144,8 +162,20 @@ impl<N: Node> NetContext<N> {
             node,
             limits,
             shutdown,
+            clients: Arc::default(),
+            draining: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
         })
+    }
+
+    /// While draining, new publishes and plays are refused (existing ones go on).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::metric::DRAINING).set(if on { 1.0 } else { 0.0 });
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -13,8 +13,9 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::clients::{ClientInfo, ClientRole};
 use super::io::write_all_vectored;
-use super::{NetContext, Node, PlayRequest, PublishRequest};
+use super::{NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use crate::flv;
 use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
 use crate::rtmp::chunk::encode_message;
@@ -107,7 +108,7 @@ pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, task
         tasks.spawn(
             async move {
                 let _permit = permit;
-                if let Err(e) = handle(sock, peer, &ctx).await {
+                if let Err(e) = handle(sock, peer, &ctx, id).await {
                     metrics::counter!(metric::CONNECTION_ERRORS, "protocol" => "rtmp", "reason" => e.reason())
                         .increment(1);
                     info!(error = %e, "connection closed");
@@ -149,6 +150,7 @@ async fn handle<N: Node>(
     sock: TcpStream,
     peer: SocketAddr,
     ctx: &NetContext<N>,
+    conn_id: u64,
 ) -> Result<(), ConnError> {
     sock.set_nodelay(true)?;
     let config = ServerConfig {
@@ -161,7 +163,7 @@ async fn handle<N: Node>(
         session: ServerSession::new(config),
         buf: BytesMut::new(),
     };
-    let result = negotiate(&mut conn, peer, ctx).await;
+    let result = negotiate(&mut conn, peer, ctx, conn_id).await;
     // Whatever the outcome, the peer gets our last words (an _error, an onStatus).
     let _ = timeout(std::time::Duration::from_secs(1), conn.flush()).await;
     result
@@ -172,6 +174,7 @@ async fn negotiate<N: Node>(
     conn: &mut Conn,
     peer: SocketAddr,
     ctx: &NetContext<N>,
+    conn_id: u64,
 ) -> Result<(), ConnError> {
     let deadline = Instant::now() + ctx.limits.handshake_timeout;
     let mut app = String::new();
@@ -201,25 +204,7 @@ async fn negotiate<N: Node>(
                         query: join_query(&app_query, &query),
                         peer: peer.to_string(),
                     };
-                    match ctx.node.publish(&req).await {
-                        Ok(publisher) => {
-                            conn.session.accept_publish(stream_id, &name);
-                            conn.flush().await?;
-                            let result = publish_loop(conn, publisher, stream_id, ctx)
-                                .instrument(
-                                    info_span!("session", stream = %req.key(), role = "publisher"),
-                                )
-                                .await;
-                            ctx.node.unpublished(&req);
-                            return result;
-                        }
-                        Err(r) => {
-                            info!(stream = %req.key(), reason = r.reason, "publish refused");
-                            conn.session
-                                .reject_publish(stream_id, r.rtmp_code, &r.description);
-                            return Ok(());
-                        }
-                    }
+                    return start_publish(conn, ctx, conn_id, req, stream_id).await;
                 }
                 ServerEvent::Play {
                     stream_id,
@@ -233,24 +218,7 @@ async fn negotiate<N: Node>(
                         peer: peer.to_string(),
                         protocol: "rtmp",
                     };
-                    match ctx.node.play(&req).await {
-                        Ok(sub) => {
-                            set_send_buffer(&conn.sock, ctx.limits.send_buffer);
-                            conn.session.accept_play(stream_id, &name);
-                            conn.flush().await?;
-                            return play_loop(conn, sub, stream_id, ctx)
-                                .instrument(
-                                    info_span!("session", stream = %req.key(), role = "player"),
-                                )
-                                .await;
-                        }
-                        Err(r) => {
-                            info!(stream = %req.key(), reason = r.reason, "play refused");
-                            conn.session
-                                .reject_play(stream_id, r.rtmp_code, &r.description);
-                            return Ok(());
-                        }
-                    }
+                    return start_play(conn, ctx, conn_id, req, stream_id).await;
                 }
                 _ => {}
             }
@@ -264,6 +232,83 @@ async fn negotiate<N: Node>(
             return Ok(());
         }
     }
+}
+
+async fn start_publish<N: Node>(
+    conn: &mut Conn,
+    ctx: &NetContext<N>,
+    conn_id: u64,
+    req: PublishRequest,
+    stream_id: u32,
+) -> Result<(), ConnError> {
+    let accepted = if ctx.is_draining() {
+        Err(Refusal::draining(true))
+    } else {
+        ctx.node.publish(&req).await
+    };
+    let publisher = match accepted {
+        Ok(p) => p,
+        Err(r) => {
+            info!(stream = %req.key(), reason = r.reason, "publish refused");
+            metrics::counter!(metric::PUBLISHES_REFUSED, "reason" => r.reason).increment(1);
+            conn.session
+                .reject_publish(stream_id, r.rtmp_code, &r.description);
+            return Ok(());
+        }
+    };
+    let client = ctx.clients.register(
+        conn_id,
+        ClientRole::Publisher,
+        "rtmp",
+        req.key(),
+        req.peer.clone(),
+    );
+    conn.session.accept_publish(stream_id, &req.name);
+    conn.flush().await?;
+    let result = publish_loop(conn, publisher, &client.info, stream_id, ctx)
+        .instrument(info_span!("session", stream = %req.key(), role = "publisher"))
+        .await;
+    ctx.node.unpublished(&req);
+    result
+}
+
+async fn start_play<N: Node>(
+    conn: &mut Conn,
+    ctx: &NetContext<N>,
+    conn_id: u64,
+    req: PlayRequest,
+    stream_id: u32,
+) -> Result<(), ConnError> {
+    let asked = Instant::now();
+    let accepted = if ctx.is_draining() {
+        Err(Refusal::draining(false))
+    } else {
+        ctx.node.play(&req).await
+    };
+    let sub = match accepted {
+        Ok(s) => s,
+        Err(r) => {
+            info!(stream = %req.key(), reason = r.reason, "play refused");
+            metrics::counter!(metric::PLAYS_REFUSED, "protocol" => "rtmp", "reason" => r.reason)
+                .increment(1);
+            conn.session
+                .reject_play(stream_id, r.rtmp_code, &r.description);
+            return Ok(());
+        }
+    };
+    let client = ctx.clients.register(
+        conn_id,
+        ClientRole::Player,
+        "rtmp",
+        req.key(),
+        req.peer.clone(),
+    );
+    set_send_buffer(&conn.sock, ctx.limits.send_buffer);
+    conn.session.accept_play(stream_id, &req.name);
+    conn.flush().await?;
+    play_loop(conn, sub, &client.info, stream_id, ctx, asked)
+        .instrument(info_span!("session", stream = %req.key(), role = "player"))
+        .await
 }
 
 /// Applies SO_SNDBUF (0: leave the kernel's autotuning alone).
@@ -286,11 +331,14 @@ fn join_query(a: &str, b: &str) -> String {
 async fn publish_loop<N: Node>(
     conn: &mut Conn,
     publisher: Publisher,
+    client: &ClientInfo,
     stream_id: u32,
     ctx: &NetContext<N>,
 ) -> Result<(), ConnError> {
     info!("publish started");
     let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PUBLISHERS));
+    let _streams =
+        metric::GaugeGuard::new(metrics::gauge!(metric::STREAMS_ACTIVE, "kind" => "published"));
     let idle = ctx.limits.publish_idle_timeout;
     let mut last_media = Instant::now();
     let received = metrics::counter!(metric::BYTES_RECEIVED, "protocol" => "rtmp");
@@ -301,6 +349,12 @@ async fn publish_loop<N: Node>(
                 return Ok(());
             }
             _ = sleep_until(last_media + idle) => return Err(ConnError::PublishIdle),
+            _ = client.kick.cancelled() => {
+                info!("publisher kicked by the API");
+                metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
+                conn.session.end_publish(stream_id, "NetStream.Publish.BadName", "kicked by an operator");
+                return Ok(());
+            }
             _ = publisher.kicked().cancelled() => {
                 info!("publisher kicked");
                 conn.session.end_publish(stream_id, "NetStream.Publish.BadName", "stream taken over or kicked");
@@ -313,6 +367,7 @@ async fn publish_loop<N: Node>(
             return Ok(());
         }
         received.increment(conn.buf.len() as u64);
+        client.add_bytes(conn.buf.len() as u64);
         while let Some(ev) = conn.session.poll_event()? {
             match ev {
                 ServerEvent::Media {
@@ -348,9 +403,12 @@ async fn publish_loop<N: Node>(
 async fn play_loop<N: Node>(
     conn: &mut Conn,
     mut sub: Subscriber,
+    client: &ClientInfo,
     stream_id: u32,
     ctx: &NetContext<N>,
+    asked: Instant,
 ) -> Result<(), ConnError> {
+    let mut first_frame = Some(asked);
     debug!("play started");
     let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "rtmp"));
     let sent = metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp");
@@ -363,6 +421,11 @@ async fn play_loop<N: Node>(
             biased;
             _ = ctx.shutdown.cancelled() => {
                 conn.session.end_play(stream_id, "NetStream.Play.Stop", "server shutting down");
+                return Ok(());
+            }
+            _ = client.kick.cancelled() => {
+                metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
+                conn.session.end_play(stream_id, "NetStream.Play.Stop", "kicked by an operator");
                 return Ok(());
             }
             r = conn.read_some() => {
@@ -394,6 +457,12 @@ async fn play_loop<N: Node>(
                     }
                 }
                 crate::telemetry::count_egress(&sent, n as u64);
+                client.add_bytes(n as u64);
+                sub.stream().stats.bytes_out.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                if let Some(t) = first_frame.take() {
+                    metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
+                        .record(t.elapsed().as_secs_f64());
+                }
             }
         }
     }

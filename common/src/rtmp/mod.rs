@@ -8,6 +8,8 @@ pub mod command;
 pub mod handshake;
 pub mod message;
 pub mod server;
+#[cfg(test)]
+mod session_tests;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{STREAM_ID, ServerConfig, ServerEvent, ServerSession, SessionError};
