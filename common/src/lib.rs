@@ -3,9 +3,11 @@
 
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod flv;
 pub mod media;
 pub mod net;
+pub mod node;
 pub mod rtmp;
 pub mod shutdown;
 pub mod telemetry;

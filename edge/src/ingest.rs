@@ -109,6 +109,8 @@ pub struct Ingest {
     pub config: IngestConfig,
     pub ingests: Arc<Ingests>,
     pub shutdown: CancellationToken,
+    /// The upstream currently pulled from, for the APIs.
+    pub upstream: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 struct Run {
@@ -321,6 +323,11 @@ impl Run {
             }
         };
         let pulling_from = self.owner.as_ref().map(|o| o.origin_node_id.clone());
+        *self
+            .ingest
+            .upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(addr.to_string());
         self.rebase.new_upstream();
         let mut idle_tick = tokio::time::interval(Duration::from_millis(500));
         loop {

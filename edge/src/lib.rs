@@ -8,16 +8,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::get;
 use clap::Parser;
-use common::cluster::{NodeRecord, Registry, Role};
+use common::cluster::Role;
 use common::config::{ClusterArgs, MediaArgs, NetArgs, NodeArgs, parse_duration};
-use common::media::{CloseReason, Hub, Publisher, Subscriber};
-use common::net::{self, NetContext, Node, PlayRequest, PublishRequest, Refusal};
-use tokio::net::TcpListener;
+use common::media::{Hub, Publisher, Subscriber};
+use common::net::{Node, PlayRequest, PublishRequest, Refusal};
+pub use common::node::NodeError;
+use common::node::{NodeParts, bind, serve};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
 
 pub use ingest::{IngestConfig, Upstreams};
 
@@ -60,27 +59,15 @@ pub struct EdgeConfig {
     pub edge_upstream_timeout: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EdgeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("registry: {0}")]
-    Registry(#[from] common::cluster::RegistryError),
-    #[error("configuration: {0}")]
-    Config(String),
-}
-
 /// The ingests running on this edge, by stream key. Players attach and ingests detach under
 /// one lock, so a player never attaches to an ingest that is ending.
 pub struct Ingests {
-    running: Mutex<HashMap<String, ()>>,
+    /// Each running ingest with the upstream it currently pulls from.
+    running: Mutex<HashMap<String, Arc<Mutex<Option<String>>>>>,
 }
 
 impl Ingests {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ()>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Mutex<Option<String>>>>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -93,6 +80,12 @@ impl Ingests {
 
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    fn upstream(&self, key: &str) -> Option<String> {
+        let slot = self.lock().get(key)?.clone();
+        let addr = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        addr
     }
 }
 
@@ -113,7 +106,8 @@ impl Edge {
         let key = format!("{app}/{name}");
         let mut running = self.ingests.lock();
         if !running.contains_key(&key) {
-            running.insert(key.clone(), ());
+            let upstream = Arc::new(Mutex::new(None));
+            running.insert(key.clone(), upstream.clone());
 
             let ingest = ingest::Ingest {
                 app: app.to_string(),
@@ -124,6 +118,7 @@ impl Edge {
                 config: self.ingest_config.clone(),
                 ingests: self.ingests.clone(),
                 shutdown: self.shutdown.clone(),
+                upstream,
             };
             self.tasks.spawn(ingest.run());
         }
@@ -132,6 +127,10 @@ impl Edge {
 }
 
 impl Node for Edge {
+    fn upstream(&self, key: &str) -> Option<String> {
+        self.ingests.upstream(key)
+    }
+
     async fn publish(&self, _req: &PublishRequest) -> Result<Publisher, Refusal> {
         Err(Refusal::busy(
             "edges do not accept publishers: publish to an origin",
@@ -155,11 +154,11 @@ impl Node for Edge {
 }
 
 /// `rtmp://host:port[/...]` or `host:port` -> `host:port` (1935 if absent).
-fn upstream_addr(url: &str) -> Result<String, EdgeError> {
+fn upstream_addr(url: &str) -> Result<String, NodeError> {
     let rest = url.strip_prefix("rtmp://").unwrap_or(url);
     let hostport = rest.split('/').next().unwrap_or_default();
     if hostport.is_empty() {
-        return Err(EdgeError::Config(format!("origin `{url}` has no host")));
+        return Err(NodeError::Config(format!("origin `{url}` has no host")));
     }
     Ok(if hostport.contains(':') {
         hostport.to_string()
@@ -169,33 +168,30 @@ fn upstream_addr(url: &str) -> Result<String, EdgeError> {
 }
 
 /// Runs the edge until `shutdown`, then ends every player cleanly within the grace.
-pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), EdgeError> {
+pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let rtmp = bind(config.net.rtmp_listen).await?;
     let http = bind(config.net.http_listen).await?;
-    let node_id = config.node.node_id();
-    let registry: Option<Arc<dyn Registry>> = if config.origin.is_empty() {
-        Some(config.cluster.registry().await?)
+    // Without a static list the registry finds owners; with one, a local in-memory registry
+    // only records this node.
+    let registry = config.cluster.registry().await?;
+    let upstreams = if config.origin.is_empty() {
+        Upstreams::Registry(registry.clone())
     } else {
-        None
-    };
-    let upstreams = match &registry {
-        Some(r) => Upstreams::Registry(r.clone()),
-        None => Upstreams::Static(
+        Upstreams::Static(
             config
                 .origin
                 .iter()
                 .map(|u| upstream_addr(u))
                 .collect::<Result<_, _>>()?,
-        ),
+        )
     };
     let hub = Hub::new(config.media.hub_config());
     let tasks = TaskTracker::new();
-    let ingests = Arc::new(Ingests {
-        running: Mutex::new(HashMap::new()),
-    });
     let node = Arc::new(Edge {
         hub: hub.clone(),
-        ingests: ingests.clone(),
+        ingests: Arc::new(Ingests {
+            running: Mutex::new(HashMap::new()),
+        }),
         upstreams,
         ingest_config: IngestConfig {
             idle_grace: config.edge_idle_grace,
@@ -210,71 +206,16 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });
-    let ctx = NetContext::new(node, config.net.limits(), shutdown.clone());
-    common::telemetry::init_metrics("edge");
-    let metrics = common::telemetry::metrics_handle();
-    let router = net::http::media_routes(ctx.clone()).route(
-        "/metrics",
-        get(move || std::future::ready(metrics.render())),
-    );
-    info!(
-        node_id = %node_id,
-        rtmp = %config.net.rtmp_listen,
-        http = %config.net.http_listen,
-        registry = registry.is_some(),
-        "edge started"
-    );
-    if let Some(registry) = registry.clone() {
-        let record = NodeRecord {
-            node_id: node_id.clone(),
-            role: Role::Edge as i32,
-            region: config.node.region.clone(),
-            zone: config.node.zone.clone(),
-            rtmp_address: config.net.rtmp_address(),
-            http_address: config.net.http_address(),
-            grpc_address: config.net.http_address(),
-            load: None,
-            draining: false,
-        };
-        let hub = hub.clone();
-        let ingests = ingests.clone();
-        let shutdown = shutdown.clone();
-        let every = config.cluster.load_interval;
-        tokio::spawn(async move {
-            common::cluster::report_load(registry, record, every, shutdown, move || {
-                let players: usize = hub.streams().iter().map(|s| s.subscriber_count()).sum();
-                (players as u64, ingests.count() as u64)
-            })
-            .await
-        });
-    }
-    let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
-    let limits = config.net.limits();
-    let http_shutdown = shutdown.clone();
-    let http_task =
-        tokio::spawn(async move { net::http::serve(http, router, &limits, http_shutdown).await });
-    shutdown.cancelled().await;
-    info!("shutting down");
-    hub.close_all(CloseReason::Shutdown);
-    tasks.close();
-    let grace = config.node.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async {
-        let _ = rtmp_task.await;
-        tasks.wait().await;
-        let _ = http_task.await;
-    })
-    .await;
-    if drained.is_err() {
-        info!(
-            ?grace,
-            "shutdown grace elapsed, closing remaining connections"
-        );
-    }
-    Ok(())
-}
-
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, EdgeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| EdgeError::Bind { addr, source })
+    let parts = NodeParts {
+        role: Role::Edge,
+        node,
+        hub,
+        registry,
+        node_args: config.node,
+        net_args: config.net,
+        load_interval: config.cluster.load_interval,
+        tasks,
+        shutdown,
+    };
+    serve(parts, rtmp, http).await
 }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use clap::Parser;
-use common::cluster::{Claim, NodeRecord, Registry, RegistryError, Role, StreamRecord};
+use common::cluster::{Claim, Registry, Role, StreamRecord};
 use common::config::{ClusterArgs, MediaArgs, NetArgs, NodeArgs};
-use common::media::{CloseReason, Hub, HubError, Publisher, Subscriber};
-use common::net::{self, NetContext, Node, PlayRequest, PublishRequest, Refusal};
-use tokio::net::TcpListener;
+use common::media::{Hub, HubError, Publisher, Subscriber};
+use common::net::{Node, PlayRequest, PublishRequest, Refusal};
+pub use common::node::NodeError;
+use common::node::{NodeParts, bind, serve};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -49,17 +49,6 @@ pub struct OriginConfig {
 pub enum OnConflict {
     Reject,
     Takeover,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum OriginError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("registry: {0}")]
-    Registry(#[from] RegistryError),
 }
 
 /// What the origin does with a publish or a play.
@@ -183,16 +172,15 @@ async fn retry_claim(
 
 /// Runs the origin until `shutdown` is cancelled, then closes every stream cleanly within
 /// the configured grace.
-pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<(), OriginError> {
+pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let rtmp = bind(config.net.rtmp_listen).await?;
     let http = bind(config.net.http_listen).await?;
-    let node_id = config.node.node_id();
     let registry = config.cluster.registry().await?;
     let hub = Hub::new(config.media.hub_config());
     let node = Arc::new(Origin {
         hub: hub.clone(),
         registry: registry.clone(),
-        node_id: node_id.clone(),
+        node_id: config.node.node_id(),
         rtmp_address: config.net.rtmp_address(),
         on_conflict: config.on_conflict,
         claim_timeout: config.cluster.etcd_timeout,
@@ -207,71 +195,16 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
             lost_hub.kick_publisher(&key);
         }
     });
-    let record = NodeRecord {
-        node_id: node_id.clone(),
-        role: Role::Origin as i32,
-        region: config.node.region.clone(),
-        zone: config.node.zone.clone(),
-        rtmp_address: config.net.rtmp_address(),
-        http_address: config.net.http_address(),
-        grpc_address: config.net.http_address(),
-        load: None,
-        draining: false,
+    let parts = NodeParts {
+        role: Role::Origin,
+        node,
+        hub,
+        registry,
+        node_args: config.node,
+        net_args: config.net,
+        load_interval: config.cluster.load_interval,
+        tasks: TaskTracker::new(),
+        shutdown,
     };
-    let load_hub = hub.clone();
-    tokio::spawn(common::cluster::report_load(
-        registry.clone(),
-        record,
-        config.cluster.load_interval,
-        shutdown.clone(),
-        move || {
-            let streams = load_hub.streams();
-            let players: usize = streams.iter().map(|s| s.subscriber_count()).sum();
-            let published = streams.iter().filter(|s| s.is_publishing()).count();
-            (players as u64, published as u64)
-        },
-    ));
-    let ctx = NetContext::new(node, config.net.limits(), shutdown.clone());
-    common::telemetry::init_metrics("origin");
-    let metrics = common::telemetry::metrics_handle();
-    let router = net::http::media_routes(ctx.clone()).route(
-        "/metrics",
-        get(move || std::future::ready(metrics.render())),
-    );
-    info!(
-        node_id = %node_id,
-        rtmp = %config.net.rtmp_listen,
-        http = %config.net.http_listen,
-        "origin started"
-    );
-    let tasks = TaskTracker::new();
-    let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
-    let limits = config.net.limits();
-    let http_shutdown = shutdown.clone();
-    let http_task =
-        tokio::spawn(async move { net::http::serve(http, router, &limits, http_shutdown).await });
-    shutdown.cancelled().await;
-    info!("shutting down");
-    hub.close_all(CloseReason::Shutdown);
-    tasks.close();
-    let grace = config.node.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async {
-        let _ = rtmp_task.await;
-        tasks.wait().await;
-        let _ = http_task.await;
-    })
-    .await;
-    if drained.is_err() {
-        info!(
-            ?grace,
-            "shutdown grace elapsed, closing remaining connections"
-        );
-    }
-    Ok(())
-}
-
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, OriginError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| OriginError::Bind { addr, source })
+    serve(parts, rtmp, http).await
 }

@@ -220,9 +220,12 @@ impl NodeProc {
 }
 
 /// A minimal HTTP/1.1 GET (Connection: close), enough for JSON APIs and health checks.
+/// Status 0 if nothing listens there.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).expect("connect http");
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     write!(
         s,

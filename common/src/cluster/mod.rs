@@ -8,12 +8,8 @@ pub use etcd::{EtcdConfig, EtcdRegistry};
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use proto::cluster::{NodeLoad, NodeRecord, Role, StreamRecord};
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum RegistryError {
@@ -96,38 +92,4 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Registers the node and refreshes its load every `every` until shutdown.
-pub async fn report_load(
-    registry: Arc<dyn Registry>,
-    mut record: NodeRecord,
-    every: Duration,
-    shutdown: CancellationToken,
-    load: impl Fn() -> (u64, u64),
-) {
-    let mut tick = tokio::time::interval(every);
-    let mut last_bytes = crate::telemetry::egress_bytes();
-    let mut last_at = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let (players, streams) = load();
-        let bytes = crate::telemetry::egress_bytes();
-        let secs = last_at.elapsed().as_secs_f64().max(0.001);
-        let bps = ((bytes - last_bytes) as f64 * 8.0 / secs) as u64;
-        last_bytes = bytes;
-        last_at = tokio::time::Instant::now();
-        record.load = Some(NodeLoad {
-            players,
-            streams,
-            egress_bits_per_second: bps,
-            updated_at: now_ms(),
-        });
-        if let Err(e) = registry.register(record.clone()).await {
-            tracing::warn!(error = %e, "node registration failed; retrying");
-        }
-    }
 }

@@ -111,6 +111,10 @@ pub trait Node: Send + Sync + 'static {
     fn play(&self, req: &PlayRequest) -> impl Future<Output = Result<Subscriber, Refusal>> + Send;
     /// An accepted publish ended (by any path).
     fn unpublished(&self, _req: &PublishRequest) {}
+    /// The upstream this node pulls `app/name` from (edges), for the APIs.
+    fn upstream(&self, _key: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Limits and timeouts shared by every connection of a node.

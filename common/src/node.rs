@@ -1,0 +1,176 @@
+//! What origin and edge share around their `Node`: the HTTP router (media, JSON API, gRPC,
+//! metrics), the node's record and load in the registry, and the shutdown sequence. The
+//! binaries only build their `Node` and call `serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::cluster::{NodeLoad, NodeRecord, Registry, RegistryError, Role, now_ms};
+use crate::config::{NetArgs, NodeArgs};
+use crate::control::Control;
+use crate::media::{CloseReason, Hub};
+use crate::net::{self, NetContext, Node};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Binds a listener, naming the address on failure.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })
+}
+
+/// A node ready to serve.
+pub struct NodeParts<N: Node> {
+    pub role: Role,
+    pub node: Arc<N>,
+    pub hub: Arc<Hub>,
+    pub registry: Arc<dyn Registry>,
+    pub node_args: NodeArgs,
+    pub net_args: NetArgs,
+    /// How often the node's record and load are refreshed in the registry.
+    pub load_interval: Duration,
+    /// Tasks the node spawned (ingests); waited for at shutdown.
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// Serves RTMP and HTTP (media, `/api/v1`, gRPC, `/metrics`, `/healthz`) until shutdown,
+/// then ends every stream cleanly within the grace.
+pub async fn serve<N: Node>(
+    parts: NodeParts<N>,
+    rtmp: TcpListener,
+    http: TcpListener,
+) -> Result<(), NodeError> {
+    let role = match parts.role {
+        Role::Edge => "edge",
+        _ => "origin",
+    };
+    crate::telemetry::init_metrics(role);
+    let ctx = NetContext::new(parts.node, parts.net_args.limits(), parts.shutdown.clone());
+    let refresh = Arc::new(Notify::new());
+    let control = Control::new(
+        ctx.clone(),
+        parts.hub.clone(),
+        parts.registry.clone(),
+        refresh.clone(),
+    );
+    tokio::spawn(control.clone().sample_rates());
+    let metrics = crate::telemetry::metrics_handle();
+    let router = net::http::media_routes(ctx.clone())
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
+        .merge(crate::control::http::routes(control.clone()))
+        .merge(crate::control::grpc::routes(control));
+    let node_id = parts.node_args.node_id();
+    info!(
+        node_id = %node_id,
+        role,
+        rtmp = %parts.net_args.rtmp_listen,
+        http = %parts.net_args.http_listen,
+        "node started"
+    );
+    let record = NodeRecord {
+        node_id,
+        role: parts.role as i32,
+        region: parts.node_args.region.clone(),
+        zone: parts.node_args.zone.clone(),
+        rtmp_address: parts.net_args.rtmp_address(),
+        http_address: parts.net_args.http_address(),
+        grpc_address: parts.net_args.http_address(),
+        load: None,
+        draining: false,
+    };
+    tokio::spawn(report_load(
+        parts.registry.clone(),
+        record,
+        parts.load_interval,
+        refresh,
+        ctx.clone(),
+        parts.hub.clone(),
+    ));
+    let tasks = parts.tasks;
+    let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
+    let limits = parts.net_args.limits();
+    let shutdown = parts.shutdown.clone();
+    let http_task =
+        tokio::spawn(async move { net::http::serve(http, router, &limits, shutdown).await });
+    parts.shutdown.cancelled().await;
+    info!("shutting down");
+    parts.hub.close_all(CloseReason::Shutdown);
+    tasks.close();
+    let grace = parts.node_args.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        let _ = rtmp_task.await;
+        tasks.wait().await;
+        let _ = http_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        info!(
+            ?grace,
+            "shutdown grace elapsed, closing remaining connections"
+        );
+    }
+    Ok(())
+}
+
+/// Registers the node and refreshes its record (load, draining) every `every`, or at once
+/// when `refresh` is notified, until shutdown.
+async fn report_load<N: Node>(
+    registry: Arc<dyn Registry>,
+    mut record: NodeRecord,
+    every: Duration,
+    refresh: Arc<Notify>,
+    ctx: Arc<NetContext<N>>,
+    hub: Arc<Hub>,
+) {
+    let mut tick = tokio::time::interval(every);
+    let mut last_bytes = crate::telemetry::egress_bytes();
+    let mut last_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = refresh.notified() => {}
+            _ = ctx.shutdown.cancelled() => return,
+        }
+        let streams = hub.streams();
+        let players: usize = streams.iter().map(|s| s.subscriber_count()).sum();
+        let published = streams.iter().filter(|s| s.is_publishing()).count();
+        let bytes = crate::telemetry::egress_bytes();
+        let secs = last_at.elapsed().as_secs_f64().max(0.001);
+        let bps = (bytes.saturating_sub(last_bytes) as f64 * 8.0 / secs) as u64;
+        last_bytes = bytes;
+        last_at = tokio::time::Instant::now();
+        record.draining = ctx.is_draining();
+        record.load = Some(NodeLoad {
+            players: players as u64,
+            streams: published as u64,
+            egress_bits_per_second: bps,
+            updated_at: now_ms(),
+        });
+        if let Err(e) = registry.register(record.clone()).await {
+            warn!(error = %e, "node registration failed; retrying");
+        }
+    }
+}
