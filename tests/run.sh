@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive: real encoders/players, a real etcd.
 declare -A pkg_for=(
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [rtmpdump]=rtmpdump [etcd]=etcd-server [protoc]=protobuf-compiler
+  [prometheus]=prometheus [promtool]=prometheus
 )
 missing=()
 for tool in "${!pkg_for[@]}"; do
