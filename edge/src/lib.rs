@@ -84,8 +84,7 @@ impl Ingests {
 
     fn upstream(&self, key: &str) -> Option<String> {
         let slot = self.lock().get(key)?.clone();
-        let addr = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        addr
+        slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

@@ -348,6 +348,9 @@ async fn grpc_lists_kicks_watches_and_drains() {
     );
     let (status, _) = edge.http_get("/live/rpc.flv");
     assert_eq!(status, 503);
+    assert_eq!(edge.http_get("/readyz").0, 503, "readiness while draining");
+    assert_eq!(edge.http_get("/healthz").0, 200, "liveness while draining");
+    assert_eq!(origin.http_get("/readyz").0, 200);
     for _ in 0..20 {
         assert!(
             kept.next_media(Instant::now() + Duration::from_secs(2))

@@ -62,7 +62,7 @@ async fn cluster_nodes<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
             let nodes: Vec<_> = nodes
                 .iter()
                 .map(|n| {
-                    let load = n.load.clone().unwrap_or_default();
+                    let load = n.load.unwrap_or_default();
                     serde_json::json!({
                         "node_id": n.node_id,
                         "role": role_name(n.role),

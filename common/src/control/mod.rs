@@ -23,6 +23,9 @@ use crate::net::{NetContext, Node};
 /// How far back stream bitrates are measured.
 const RATE_WINDOW: Duration = Duration::from_secs(30);
 
+/// (when, bytes in, bytes out) of one stream.
+type RateSample = (Instant, u64, u64);
+
 /// Everything the control plane reads and steers.
 pub struct Control<N: Node> {
     pub net: Arc<NetContext<N>>,
@@ -30,7 +33,7 @@ pub struct Control<N: Node> {
     pub registry: Arc<dyn Registry>,
     /// Wakes the node's registry refresh (after a change such as draining).
     pub refresh: Arc<Notify>,
-    rates: Mutex<HashMap<String, VecDeque<(Instant, u64, u64)>>>,
+    rates: Mutex<HashMap<String, VecDeque<RateSample>>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

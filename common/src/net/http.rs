@@ -65,8 +65,19 @@ fn json_string(s: &str) -> String {
 pub fn media_routes<N: Node>(ctx: Arc<NetContext<N>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::<N>))
         .route("/{app}/{file}", get(play_file::<N>))
         .with_state(ctx)
+}
+
+/// Ready for new clients: 503 while draining or shutting down, so load balancers stop
+/// sending players here while existing ones finish (`/healthz` stays 200: the process is fine).
+async fn ready<N: Node>(State(ctx): State<Arc<NetContext<N>>>) -> Response {
+    if ctx.is_draining() || ctx.shutdown.is_cancelled() {
+        json_error(503, "draining")
+    } else {
+        "ready\n".into_response()
+    }
 }
 
 async fn play_file<N: Node>(
