@@ -176,6 +176,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The options every node has (origin and edge add their own).
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// TOML file with any of the options below (`[rtmp] listen = ...` is `--rtmp-listen`).
+    #[arg(long, env = "LIVECDN_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
 /// Identity of a node in the cluster.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::cluster::Role;
-use common::config::{ClusterArgs, MediaArgs, NetArgs, NodeArgs, parse_duration};
+use common::config::{CommonArgs, parse_duration};
 use common::media::{Hub, Publisher, Subscriber};
 use common::net::{Node, PlayRequest, PublishRequest, Refusal};
 pub use common::node::NodeError;
@@ -28,17 +28,8 @@ pub use ingest::{IngestConfig, Upstreams};
     about = "livecdn edge: pulls streams on demand, serves players"
 )]
 pub struct EdgeConfig {
-    /// TOML file with any of the options below (`[rtmp] listen = ...` is `--rtmp-listen`).
-    #[arg(long, env = "LIVECDN_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub node: NodeArgs,
-    #[command(flatten)]
-    pub net: NetArgs,
-    #[command(flatten)]
-    pub media: MediaArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub common: CommonArgs,
     /// Static upstream `rtmp://host:port` (repeatable), tried in order, used instead of etcd.
     #[arg(long = "origin", env = "LIVECDN_ORIGIN", value_delimiter = ',')]
     pub origin: Vec<String>,
@@ -168,11 +159,11 @@ fn upstream_addr(url: &str) -> Result<String, NodeError> {
 
 /// Runs the edge until `shutdown`, then ends every player cleanly within the grace.
 pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
-    let rtmp = bind(config.net.rtmp_listen).await?;
-    let http = bind(config.net.http_listen).await?;
+    let rtmp = bind(config.common.net.rtmp_listen).await?;
+    let http = bind(config.common.net.http_listen).await?;
     // Without a static list the registry finds owners; with one, a local in-memory registry
     // only records this node.
-    let registry = config.cluster.registry().await?;
+    let registry = config.common.cluster.registry().await?;
     let upstreams = if config.origin.is_empty() {
         Upstreams::Registry(registry.clone())
     } else {
@@ -184,7 +175,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
                 .collect::<Result<_, _>>()?,
         )
     };
-    let hub = Hub::new(config.media.hub_config());
+    let hub = Hub::new(config.common.media.hub_config());
     let tasks = TaskTracker::new();
     let node = Arc::new(Edge {
         hub: hub.clone(),
@@ -201,7 +192,7 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
         },
-        play_wait: config.media.media_play_wait,
+        play_wait: config.common.media.media_play_wait,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });
@@ -210,9 +201,9 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
         node,
         hub,
         registry,
-        node_args: config.node,
-        net_args: config.net,
-        load_interval: config.cluster.load_interval,
+        node_args: config.common.node,
+        net_args: config.common.net,
+        load_interval: config.common.cluster.load_interval,
         tasks,
         shutdown,
     };

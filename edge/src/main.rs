@@ -5,7 +5,7 @@ use edge::EdgeConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: EdgeConfig = common::config::load();
-    common::telemetry::init_logging(&config.node.log);
+    common::telemetry::init_logging(&config.common.node.log);
     let shutdown = common::shutdown::on_signal();
     edge::run(config, shutdown).await?;
     Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::cluster::{Claim, Registry, Role, StreamRecord};
-use common::config::{ClusterArgs, MediaArgs, NetArgs, NodeArgs};
+use common::config::CommonArgs;
 use common::media::{Hub, HubError, Publisher, Subscriber};
 use common::net::{Node, PlayRequest, PublishRequest, Refusal};
 pub use common::node::NodeError;
@@ -23,17 +23,8 @@ use tracing::{info, warn};
     about = "livecdn origin: RTMP ingest and playback"
 )]
 pub struct OriginConfig {
-    /// TOML file with any of the options below (`[rtmp] listen = ...` is `--rtmp-listen`).
-    #[arg(long, env = "LIVECDN_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub node: NodeArgs,
-    #[command(flatten)]
-    pub net: NetArgs,
-    #[command(flatten)]
-    pub media: MediaArgs,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
+    pub common: CommonArgs,
     /// When a key being published elsewhere is published here: `takeover` (the new publish
     /// wins, the old origin drops its publisher) or `reject` (NetStream.Publish.BadName).
     #[arg(
@@ -173,18 +164,18 @@ async fn retry_claim(
 /// Runs the origin until `shutdown` is cancelled, then closes every stream cleanly within
 /// the configured grace.
 pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
-    let rtmp = bind(config.net.rtmp_listen).await?;
-    let http = bind(config.net.http_listen).await?;
-    let registry = config.cluster.registry().await?;
-    let hub = Hub::new(config.media.hub_config());
+    let rtmp = bind(config.common.net.rtmp_listen).await?;
+    let http = bind(config.common.net.http_listen).await?;
+    let registry = config.common.cluster.registry().await?;
+    let hub = Hub::new(config.common.media.hub_config());
     let node = Arc::new(Origin {
         hub: hub.clone(),
         registry: registry.clone(),
-        node_id: config.node.node_id(),
-        rtmp_address: config.net.rtmp_address(),
+        node_id: config.common.node.node_id(),
+        rtmp_address: config.common.net.rtmp_address(),
         on_conflict: config.on_conflict,
-        claim_timeout: config.cluster.etcd_timeout,
-        play_wait: config.media.media_play_wait,
+        claim_timeout: config.common.cluster.etcd_timeout,
+        play_wait: config.common.media.media_play_wait,
     });
     // A stream taken over by another origin (or not re-claimable after an outage) stops here.
     let mut lost = registry.lost_claims();
@@ -200,9 +191,9 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
         node,
         hub,
         registry,
-        node_args: config.node,
-        net_args: config.net,
-        load_interval: config.cluster.load_interval,
+        node_args: config.common.node,
+        net_args: config.common.net,
+        load_interval: config.common.cluster.load_interval,
         tasks: TaskTracker::new(),
         shutdown,
     };

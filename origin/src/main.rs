@@ -5,7 +5,7 @@ use origin::OriginConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: OriginConfig = common::config::load();
-    common::telemetry::init_logging(&config.node.log);
+    common::telemetry::init_logging(&config.common.node.log);
     let shutdown = common::shutdown::on_signal();
     origin::run(config, shutdown).await?;
     Ok(())

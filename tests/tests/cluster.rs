@@ -11,7 +11,8 @@ use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, wait_for};
 
 const TTL: &str = "2s";
 
-fn origin(etcd: &Etcd, extra: &[&str]) -> NodeProc {
+/// A node of `binary` registered in `etcd` with short lease and load intervals.
+fn node(binary: &str, etcd: &Etcd, extra: &[&str]) -> NodeProc {
     let mut args = vec![
         "--etcd",
         &etcd.endpoint,
@@ -21,20 +22,15 @@ fn origin(etcd: &Etcd, extra: &[&str]) -> NodeProc {
         "1s",
     ];
     args.extend_from_slice(extra);
-    NodeProc::start(&args)
+    NodeProc::spawn(binary, &args)
+}
+
+fn origin(etcd: &Etcd, extra: &[&str]) -> NodeProc {
+    node("origin", etcd, extra)
 }
 
 fn edge(etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    let mut args = vec![
-        "--etcd",
-        &etcd.endpoint,
-        "--etcd-lease-ttl",
-        TTL,
-        "--load-interval",
-        "1s",
-    ];
-    args.extend_from_slice(extra);
-    NodeProc::edge(&args)
+    node("edge", etcd, extra)
 }
 
 /// Waits until `node` serves `key` to a fresh RTMP player.
