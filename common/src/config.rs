@@ -339,6 +339,9 @@ pub struct ClusterArgs {
     /// Bound of every etcd request.
     #[arg(long = "etcd-timeout", env = "LIVECDN_ETCD_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub etcd_timeout: Duration,
+    /// At start, keep trying to reach etcd this long before giving up.
+    #[arg(long = "etcd-connect-wait", env = "LIVECDN_ETCD_CONNECT_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub etcd_connect_wait: Duration,
     /// How often the node refreshes its record (with its load) in the registry.
     #[arg(long = "load-interval", env = "LIVECDN_LOAD_INTERVAL", default_value = "3s", value_parser = parse_duration)]
     pub load_interval: Duration,
@@ -358,8 +361,18 @@ impl ClusterArgs {
             lease_ttl: self.etcd_lease_ttl,
             op_timeout: self.etcd_timeout,
         };
-        let registry = crate::cluster::EtcdRegistry::connect(config).await?;
-        Ok(registry)
+        // etcd may start after us (compose, Kubernetes): keep trying for a while.
+        let give_up = std::time::Instant::now() + self.etcd_connect_wait;
+        loop {
+            match crate::cluster::EtcdRegistry::connect(config.clone()).await {
+                Ok(registry) => return Ok(registry),
+                Err(e) if std::time::Instant::now() >= give_up => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "etcd not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 }
 
