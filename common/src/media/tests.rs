@@ -663,3 +663,68 @@ fn publish_racing_the_last_unsubscribe_stays_reachable() {
         assert!(Arc::ptr_eq(&held, publisher.stream()));
     }
 }
+
+#[tokio::test]
+async fn audio_rides_with_the_next_video_frame() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish("live/wake").expect("publish");
+    let mut sub = hub.subscribe("live/wake");
+    publisher.send(key(0));
+    let mut out = Vec::new();
+    sub.recv(&mut out, 64).await.expect("keyframe");
+    out.clear();
+    // A waiting player is not woken by audio 20 ms after the last wake...
+    let waiting = tokio::spawn(async move {
+        let mut out = Vec::new();
+        sub.recv(&mut out, 64)
+            .await
+            .map(|()| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
+    });
+    tokio::task::yield_now().await;
+    publisher.send(audio(20));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "audio alone woke a player of a video stream"
+    );
+    // ...but the next video frame wakes it, and the audio comes first, in order.
+    publisher.send(inter(40));
+    let got = tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+        .await
+        .expect("woken by video")
+        .expect("join")
+        .expect("frames");
+    assert_eq!(got, vec![a(20), p(40)]);
+}
+
+#[tokio::test]
+async fn audio_only_streams_wake_players_every_100ms_of_media() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish("live/radio").expect("publish");
+    let mut sub = hub.subscribe("live/radio");
+    publisher.send(audio(0));
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(1), sub.recv(&mut out, 64))
+        .await
+        .expect("the first audio frame wakes")
+        .expect("audio");
+    let waiting = tokio::spawn(async move {
+        let mut out = Vec::new();
+        sub.recv(&mut out, 64)
+            .await
+            .map(|()| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
+    });
+    tokio::task::yield_now().await;
+    for ts in [23, 46, 69] {
+        publisher.send(audio(ts));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "woken before 100 ms of audio");
+    publisher.send(audio(115));
+    let got = tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+        .await
+        .expect("woken after 100 ms of audio")
+        .expect("join")
+        .expect("frames");
+    assert_eq!(got, vec![a(23), a(46), a(69), a(115)]);
+}

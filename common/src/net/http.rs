@@ -127,6 +127,8 @@ async fn play_file<N: Node>(
 struct FlvBody {
     sub: Subscriber,
     client: ClientGuard,
+    /// Made once (see the RTMP play loop): resolves when the client is kicked.
+    kicked: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     frames: Vec<Arc<MediaFrame>>,
     pending: std::collections::VecDeque<Bytes>,
     batch: usize,
@@ -152,6 +154,7 @@ fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Insta
     pending.push_back(Bytes::copy_from_slice(&flv::file_header(true, true)));
     let state = FlvBody {
         sub,
+        kicked: Box::pin(client.info.kick.clone().cancelled_owned()),
         client,
         frames: Vec::with_capacity(batch),
         pending,
@@ -166,10 +169,9 @@ fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Insta
                 st.count(b.len() as u64);
                 return Some((Ok::<Bytes, std::io::Error>(b), st));
             }
-            let kick = st.client.info.kick.clone();
             let got = tokio::select! {
                 r = st.sub.recv(&mut st.frames, st.batch) => r,
-                _ = kick.cancelled() => {
+                _ = &mut st.kicked => {
                     metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
                     return None;
                 }

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::clients::{ClientInfo, ClientRole};
-use super::io::write_all_vectored;
+use super::io::{StallTimeout, write_all_vectored};
 use super::{NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use crate::flv;
 use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
@@ -120,7 +120,7 @@ pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, task
 }
 
 struct Conn {
-    sock: TcpStream,
+    sock: StallTimeout<TcpStream>,
     session: ServerSession,
     buf: BytesMut,
 }
@@ -159,7 +159,7 @@ async fn handle<N: Node>(
         ..ServerConfig::default()
     };
     let mut conn = Conn {
-        sock,
+        sock: StallTimeout::new(sock, ctx.limits.write_timeout),
         session: ServerSession::new(config),
         buf: BytesMut::new(),
     };
@@ -303,7 +303,7 @@ async fn start_play<N: Node>(
         req.key(),
         req.peer.clone(),
     );
-    set_send_buffer(&conn.sock, ctx.limits.send_buffer);
+    set_send_buffer(conn.sock.get_ref(), ctx.limits.send_buffer);
     conn.session.accept_play(stream_id, &req.name);
     conn.flush().await?;
     play_loop(conn, sub, &client.info, stream_id, ctx, asked)
@@ -412,18 +412,24 @@ async fn play_loop<N: Node>(
     debug!("play started");
     let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "rtmp"));
     let sent = metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp");
-    let cancel = sub.cancelled();
+    let slow_token = sub.cancelled();
     let batch = ctx.limits.batch_frames;
     let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(batch);
     let mut bufs: Vec<Bytes> = Vec::with_capacity(batch + 1);
+    // Created once: a cancellation future registers with its token when made, which costs
+    // more than the poll itself on a loop that runs once per video frame.
+    let shutdown = ctx.shutdown.cancelled();
+    let kicked = client.kick.cancelled();
+    let too_slow = slow_token.cancelled();
+    tokio::pin!(shutdown, kicked, too_slow);
     loop {
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 conn.session.end_play(stream_id, "NetStream.Play.Stop", "server shutting down");
                 return Ok(());
             }
-            _ = client.kick.cancelled() => {
+            _ = &mut kicked => {
                 metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
                 conn.session.end_play(stream_id, "NetStream.Play.Stop", "kicked by an operator");
                 return Ok(());
@@ -447,11 +453,11 @@ async fn play_loop<N: Node>(
                 bufs.extend(conn.session.take_output());
                 bufs.extend(frames.drain(..).map(|f| rtmp_wire(&f).clone()));
                 let n: usize = bufs.iter().map(|b| b.len()).sum();
+                // The socket fails a write that stalls for the write timeout (StallTimeout):
+                // no timer is armed unless the socket is full.
                 tokio::select! {
-                    r = timeout(ctx.limits.write_timeout, write_all_vectored(&mut conn.sock, &bufs)) => {
-                        r.map_err(|_| ConnError::WriteTimeout)??;
-                    }
-                    _ = cancel.cancelled() => {
+                    r = write_all_vectored(&mut conn.sock, &bufs) => r.map_err(stall_error)?,
+                    _ = &mut too_slow => {
                         info!(dropped = sub.dropped(), "player too slow, disconnected");
                         return Err(ConnError::TooSlow);
                     }
@@ -465,6 +471,15 @@ async fn play_loop<N: Node>(
                 }
             }
         }
+    }
+}
+
+/// A write that timed out in `StallTimeout` is a stalled player; anything else is I/O.
+fn stall_error(e: std::io::Error) -> ConnError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        ConnError::WriteTimeout
+    } else {
+        ConnError::Io(e)
     }
 }
 
