@@ -24,14 +24,19 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
             offset = 0;
             continue;
         }
-        let mut slices = Vec::with_capacity(MAX_IOV.min(bufs.len() - idx));
-        slices.push(IoSlice::new(&bufs[idx][offset..]));
-        for b in bufs[idx + 1..].iter().take(MAX_IOV - 1) {
-            if !b.is_empty() {
-                slices.push(IoSlice::new(b));
+        // On the stack: this runs once per write to every player.
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        slices[0] = IoSlice::new(&bufs[idx][offset..]);
+        let mut count = 1;
+        for b in bufs[idx + 1..].iter().filter(|b| !b.is_empty()) {
+            if count == MAX_IOV {
+                break;
             }
+            slices[count] = IoSlice::new(b);
+            count += 1;
         }
-        let mut n = w.write_vectored(&slices).await?;
+        let slices = &slices[..count];
+        let mut n = w.write_vectored(slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
