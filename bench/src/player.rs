@@ -1,0 +1,692 @@
+//! Players: RTMP (lean: project handshake + commands + [`ChunkScanner`]; or the reference
+//! path through `common::rtmp::ClientSession`) and HTTP-FLV (hand-written HTTP/1.1, chunked
+//! transfer, [`FlvScanner`]). Each keeps its figures in a [`PlayerStats`] of atomics.
+//!
+//! Cheapness matters (3000 players on one core): lean players read with one syscall per
+//! wake-up into a buffer per worker thread (hot in cache), parse chunk and tag headers only,
+//! and allocate nothing per frame.
+
+use std::cell::RefCell;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::flv::inspect_video;
+use common::rtmp::amf0::Amf0Value;
+use common::rtmp::command::{CSID_COMMAND, Command, write_command};
+use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
+use common::rtmp::message::{AckTracker, ControlMessage, UserControl, type_id};
+use common::rtmp::{ClientConfig, ClientEvent, ClientSession};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::time::timeout;
+
+use crate::flv_scan::{Dechunker, FlvScanner, parse_head};
+use crate::hist::Histogram;
+use crate::rtmp_scan::ChunkScanner;
+use crate::stream::{ns_since_epoch, send_stamp};
+use crate::target::Target;
+
+pub const WARMUP: u8 = 0;
+pub const MEASURING: u8 = 1;
+pub const DONE: u8 = 2;
+
+/// Player states.
+pub const CONNECTING: u8 = 0;
+pub const PLAYING: u8 = 1;
+pub const FAILED: u8 = 2;
+pub const STALLED: u8 = 3;
+
+/// How RTMP players decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    /// Handshake and commands from `common::rtmp`, media through the lean chunk scanner.
+    Lean,
+    /// Everything through `common::rtmp::ClientSession` (reassembles every message).
+    Session,
+}
+
+/// What every player task shares.
+pub struct Shared {
+    pub phase: AtomicU8,
+    pub connect_timeout: Duration,
+    pub decoder: Decoder,
+    /// How long a stalled player's socket is drained at the end to see if the server closed it.
+    pub drain: Duration,
+}
+
+impl Shared {
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+}
+
+impl PlayerStats {
+    /// Accounts one read of `n` bytes at `at`.
+    fn received(&self, n: usize, at: Instant) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.last_rx_ns.store(ns_since_epoch(at), Ordering::Relaxed);
+    }
+
+    /// Records a failure (the first one wins).
+    pub fn fail(&self, kind: String) {
+        self.state.store(FAILED, Ordering::Relaxed);
+        let _ = self.error.set(kind);
+    }
+}
+
+/// What became of a player that stopped reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StallOutcome {
+    /// The server closed the connection (EOF or reset after draining what was buffered).
+    pub closed_by_server: bool,
+    /// Bytes read while draining at the end.
+    pub drained_bytes: u64,
+}
+
+/// One player's figures (written by its task, read by the runner).
+#[derive(Debug)]
+pub struct PlayerStats {
+    pub group: usize,
+    pub stalled: bool,
+    pub bytes: AtomicU64,
+    /// Successful reads (syscalls that returned data).
+    pub reads: AtomicU64,
+    /// Instant of the last read that returned data (or of the start), ns since the epoch:
+    /// the runner's watchdog fails players silent for longer than `--silence-timeout`.
+    pub last_rx_ns: AtomicU64,
+    /// Coded video frames (sequence headers excluded).
+    pub video: AtomicU64,
+    pub audio: AtomicU64,
+    /// Gaps of more than 1 s between video frames while measuring.
+    pub gaps: AtomicU64,
+    pub max_gap_us: AtomicU64,
+    /// Connect start to the first coded video frame, us (0: none yet).
+    pub ttff_us: AtomicU64,
+    /// 0 unknown, 1 the first coded video frame was a keyframe, 2 it was not.
+    pub first_key: AtomicU8,
+    /// Receive instant of the last video frame, ns since the epoch.
+    pub last_video_ns: AtomicU64,
+    pub state: AtomicU8,
+    pub error: OnceLock<String>,
+    pub stall: OnceLock<StallOutcome>,
+}
+
+impl PlayerStats {
+    pub fn new(group: usize, stalled: bool) -> Self {
+        PlayerStats {
+            group,
+            stalled,
+            bytes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            last_rx_ns: AtomicU64::new(ns_since_epoch(Instant::now())),
+            video: AtomicU64::new(0),
+            audio: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            max_gap_us: AtomicU64::new(0),
+            ttff_us: AtomicU64::new(0),
+            first_key: AtomicU8::new(0),
+            last_video_ns: AtomicU64::new(0),
+            state: AtomicU8::new(CONNECTING),
+            error: OnceLock::new(),
+            stall: OnceLock::new(),
+        }
+    }
+}
+
+/// Why a player failed (the kind is what the report counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail(pub String);
+
+impl Fail {
+    fn new(kind: impl Into<String>) -> Self {
+        Fail(kind.into())
+    }
+
+    fn io(during: &str, e: &std::io::Error) -> Self {
+        let kind = match e.kind() {
+            ErrorKind::ConnectionRefused => "refused".to_string(),
+            ErrorKind::ConnectionReset => "reset".to_string(),
+            ErrorKind::BrokenPipe => "broken_pipe".to_string(),
+            ErrorKind::TimedOut => "timeout".to_string(),
+            ErrorKind::AddrNotAvailable => "no_local_port".to_string(),
+            k => format!("{k:?}").to_lowercase(),
+        };
+        Fail(format!("{during}_{kind}"))
+    }
+}
+
+/// Per-frame bookkeeping shared by every player kind.
+struct Track<'a> {
+    st: &'a PlayerStats,
+    shared: &'a Shared,
+    hist: &'a Histogram,
+    start: Instant,
+    last_video: Option<Instant>,
+}
+
+impl<'a> Track<'a> {
+    fn new(st: &'a PlayerStats, shared: &'a Shared, hist: &'a Histogram, start: Instant) -> Self {
+        Track {
+            st,
+            shared,
+            hist,
+            start,
+            last_video: None,
+        }
+    }
+
+    /// An audio (8) or video (9) message/tag; `head` is at least its first bytes.
+    fn media(&mut self, kind: u8, head: &[u8], at: Instant) {
+        match kind {
+            type_id::VIDEO => {}
+            type_id::AUDIO => {
+                self.st.audio.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            _ => return,
+        }
+        let Some(info) = inspect_video(head) else {
+            return;
+        };
+        if !info.coded_frame {
+            return;
+        }
+        let st = self.st;
+        st.video.fetch_add(1, Ordering::Relaxed);
+        if st.first_key.load(Ordering::Relaxed) == 0 {
+            let ttff = (at - self.start).as_micros().max(1) as u64;
+            st.ttff_us.store(ttff, Ordering::Relaxed);
+            st.first_key
+                .store(if info.keyframe { 1 } else { 2 }, Ordering::Relaxed);
+        }
+        let at_ns = ns_since_epoch(at);
+        let measuring = self.shared.phase() == MEASURING;
+        if measuring {
+            if let Some(last) = self.last_video {
+                let gap = (at - last).as_micros() as u64;
+                if gap > 1_000_000 {
+                    st.gaps.fetch_add(1, Ordering::Relaxed);
+                }
+                st.max_gap_us.fetch_max(gap, Ordering::Relaxed);
+            }
+            if let Some(sent) = send_stamp(head) {
+                self.hist.record(at_ns.saturating_sub(sent) / 1000);
+            }
+        }
+        self.last_video = Some(at);
+        st.last_video_ns.store(at_ns, Ordering::Relaxed);
+    }
+}
+
+/// Runs one player until it fails or its task is aborted; records the failure.
+pub async fn run_player(shared: &Shared, st: &PlayerStats, hist: &Histogram, target: &Target) {
+    let result = match target {
+        Target::Rtmp {
+            addr,
+            app,
+            name,
+            tc_url,
+        } => match shared.decoder {
+            Decoder::Lean => rtmp_lean(shared, st, hist, *addr, app, name, tc_url).await,
+            Decoder::Session => rtmp_session(shared, st, hist, *addr, app, name, tc_url).await,
+        },
+        Target::Http { addr, host, path } => http_flv(shared, st, hist, *addr, host, path).await,
+    };
+    if let Err(f) = result
+        && shared.phase() != DONE
+    {
+        st.fail(f.0);
+    }
+}
+
+type Sock = tokio::net::TcpStream;
+
+thread_local! {
+    /// One read buffer per worker thread: players copy out what they keep before yielding.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 128 * 1024]);
+}
+
+async fn connect(shared: &Shared, addr: SocketAddr) -> Result<Sock, Fail> {
+    let sock = timeout(shared.connect_timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| Fail::new("connect_timeout"))?
+        .map_err(|e| Fail::io("connect", &e))?;
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+async fn write_all(sock: &mut Sock, data: &[u8]) -> Result<(), Fail> {
+    sock.write_all(data)
+        .await
+        .map_err(|e| Fail::io("write", &e))
+}
+
+/// Waits (at most `within`, if given) and reads once into the thread's buffer, handing the
+/// bytes and their receive instant to `f`. `Ok(false)` at end of stream. The buffer is
+/// borrowed only inside one poll, so players on the same thread share it; tokio's `poll_read`
+/// clears the socket's readiness after a short read, so a wake-up costs one `read` syscall.
+/// Streaming players pass no bound (a timer per read is measurable at 3000 players): the
+/// runner's watchdog fails silent players instead.
+async fn read_once(
+    sock: &mut Sock,
+    within: Option<Duration>,
+    mut f: impl FnMut(&[u8], Instant) -> Result<(), Fail>,
+) -> Result<bool, Fail> {
+    let read = std::future::poll_fn(|cx| {
+        READ_BUF.with_borrow_mut(|buf| {
+            let mut rb = ReadBuf::new(buf);
+            match Pin::new(&mut *sock).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(Fail::io("read", &e))),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        Poll::Ready(Ok(false))
+                    } else {
+                        Poll::Ready(f(&buf[..n], Instant::now()).map(|()| true))
+                    }
+                }
+            }
+        })
+    });
+    match within {
+        Some(d) => timeout(d, read)
+            .await
+            .map_err(|_| Fail::new("silence_timeout"))?,
+        None => read.await,
+    }
+}
+
+/// A player that stopped reading: waits for the end of the run, then drains its socket for
+/// `shared.drain` to see whether the server closed it.
+async fn stall(shared: &Shared, st: &PlayerStats, sock: &mut Sock) -> Result<(), Fail> {
+    st.state.store(STALLED, Ordering::Relaxed);
+    while shared.phase() != DONE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let end = Instant::now() + shared.drain;
+    let mut drained = 0u64;
+    let closed = loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        match read_once(sock, Some(left), |b, _| {
+            drained += b.len() as u64;
+            Ok(())
+        })
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => break true,
+            Err(f) if f.0 == "silence_timeout" => break false,
+            Err(_) => break true,
+        }
+    };
+    let _ = st.stall.set(StallOutcome {
+        closed_by_server: closed,
+        drained_bytes: drained,
+    });
+    Ok(())
+}
+
+fn be32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// Command exchange of a playing client (what `ClientSession` does, over the lean scanner).
+struct PlayCommands<'a> {
+    app: &'a str,
+    name: &'a str,
+    tc_url: &'a str,
+    out: BytesMut,
+    ack: AckTracker,
+    playing: bool,
+    fail: Option<Fail>,
+}
+
+const TXN_CONNECT: f64 = 1.0;
+const TXN_CREATE_STREAM: f64 = 2.0;
+/// Our outbound chunk size (never changed: we only send small commands).
+const OUT_CHUNK: u32 = 128;
+
+impl PlayCommands<'_> {
+    fn connect(&mut self) {
+        let obj = Amf0Value::object([
+            ("app", Amf0Value::string(self.app)),
+            ("type", Amf0Value::string("nonprivate")),
+            ("flashVer", Amf0Value::string("LNX 9,0,124,2")),
+            ("tcUrl", Amf0Value::string(self.tc_url)),
+            ("fpad", Amf0Value::Boolean(false)),
+            ("capabilities", Amf0Value::Number(15.0)),
+            ("audioCodecs", Amf0Value::Number(4071.0)),
+            ("videoCodecs", Amf0Value::Number(252.0)),
+            ("videoFunction", Amf0Value::Number(1.0)),
+        ]);
+        let values = [
+            Amf0Value::string("connect"),
+            Amf0Value::Number(TXN_CONNECT),
+            obj,
+        ];
+        write_command(OUT_CHUNK, CSID_COMMAND, 0, &values, &mut self.out);
+    }
+
+    /// A non-media message from the scanner.
+    fn message(&mut self, type_id: u8, body: &[u8]) {
+        match type_id {
+            type_id::WINDOW_ACK_SIZE => {
+                if let Some(v) = be32(body) {
+                    self.ack.set_window(v);
+                }
+            }
+            type_id::USER_CONTROL => match UserControl::parse(body) {
+                Ok(UserControl::PingRequest(t)) => {
+                    ControlMessage::UserControl(UserControl::PingResponse(t))
+                        .encode(OUT_CHUNK, &mut self.out);
+                }
+                Ok(UserControl::StreamEof(_)) => self.fail(Fail::new("stream_eof")),
+                _ => {}
+            },
+            type_id::COMMAND_AMF0 => match Command::parse(body) {
+                Ok(cmd) => self.command(&cmd),
+                Err(_) => self.fail(Fail::new("protocol_bad_command")),
+            },
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, f: Fail) {
+        if self.fail.is_none() {
+            self.fail = Some(f);
+        }
+    }
+
+    fn command(&mut self, cmd: &Command) {
+        match cmd.name.as_str() {
+            "_result" if cmd.transaction_id == TXN_CONNECT => {
+                let values = [
+                    Amf0Value::string("createStream"),
+                    Amf0Value::Number(TXN_CREATE_STREAM),
+                    Amf0Value::Null,
+                ];
+                write_command(OUT_CHUNK, CSID_COMMAND, 0, &values, &mut self.out);
+            }
+            "_result" if cmd.transaction_id == TXN_CREATE_STREAM => {
+                let sid = cmd.arg_f64(0).unwrap_or(1.0) as u32;
+                ControlMessage::UserControl(UserControl::SetBufferLength {
+                    stream_id: sid,
+                    buffer_ms: 1000,
+                })
+                .encode(OUT_CHUNK, &mut self.out);
+                let values = [
+                    Amf0Value::string("play"),
+                    Amf0Value::Number(0.0),
+                    Amf0Value::Null,
+                    Amf0Value::string(self.name),
+                    Amf0Value::Number(-1000.0),
+                ];
+                write_command(OUT_CHUNK, 8, sid, &values, &mut self.out);
+            }
+            "onStatus" | "_error" => {
+                let info = cmd.args.first();
+                let field = |k: &str| {
+                    info.and_then(|i| i.get(k))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let code = field("code");
+                if cmd.name == "_error" || field("level") == "error" {
+                    self.fail(Fail(format!("refused:{code}")));
+                } else if code == "NetStream.Play.Start" {
+                    self.playing = true;
+                } else if matches!(
+                    code.as_str(),
+                    "NetStream.Play.Stop" | "NetStream.Play.UnpublishNotify"
+                ) {
+                    self.fail(Fail(format!("ended:{code}")));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rtmp_lean(
+    shared: &Shared,
+    st: &PlayerStats,
+    hist: &Histogram,
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    tc_url: &str,
+) -> Result<(), Fail> {
+    let start = Instant::now();
+    let mut sock = connect(shared, addr).await?;
+    // Handshake: C0C1, S0S1S2 (3073 bytes), C2.
+    let mut hs = ClientHandshake::new(
+        0x9e37_79b9 ^ start.elapsed().as_nanos() as u64,
+        HandshakeKind::Digest,
+    );
+    if let Some(c0c1) = hs.take_output() {
+        write_all(&mut sock, &c0c1).await?;
+    }
+    let mut leftover = Vec::new();
+    while !hs.is_complete() {
+        let mut err = None;
+        let open = read_once(&mut sock, None, |b, at| {
+            st.received(b.len(), at);
+            match hs.feed(b) {
+                Ok(used) => leftover.extend_from_slice(&b[used..]),
+                Err(_) => err = Some(Fail::new("handshake")),
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(f) = err {
+            return Err(f);
+        }
+        if !open {
+            return Err(Fail::new("handshake_eof"));
+        }
+    }
+    let mut cmds = PlayCommands {
+        app,
+        name,
+        tc_url,
+        out: BytesMut::with_capacity(512),
+        ack: AckTracker::new(),
+        playing: false,
+        fail: None,
+    };
+    if let Some(c2) = hs.take_output() {
+        cmds.out.extend_from_slice(&c2);
+    }
+    cmds.connect();
+    let mut scanner = ChunkScanner::new();
+    let mut track = Track::new(st, shared, hist, start);
+    let mut first = Some(leftover);
+    loop {
+        if !cmds.out.is_empty() {
+            let out = cmds.out.split();
+            write_all(&mut sock, &out).await?;
+        }
+        if let Some(f) = cmds.fail.take() {
+            return Err(f);
+        }
+        if cmds.playing && st.state.load(Ordering::Relaxed) == CONNECTING {
+            if st.stalled {
+                return stall(shared, st, &mut sock).await;
+            }
+            st.state.store(PLAYING, Ordering::Relaxed);
+        }
+        let mut handle = |bytes: &[u8], at: Instant| -> Result<(), Fail> {
+            st.received(bytes.len(), at);
+            scanner
+                .feed(bytes, &mut |m| {
+                    if matches!(m.type_id, type_id::AUDIO | type_id::VIDEO) {
+                        track.media(m.type_id, m.data, at);
+                    } else {
+                        cmds.message(m.type_id, m.data);
+                    }
+                })
+                .map_err(|e| Fail(format!("protocol:{e}")))?;
+            if let Some(seq) = cmds.ack.on_received(scanner.bytes()) {
+                ControlMessage::Acknowledgement(seq).encode(OUT_CHUNK, &mut cmds.out);
+            }
+            Ok(())
+        };
+        if let Some(bytes) = first.take() {
+            // Already counted as received with the handshake.
+            st.bytes.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+            handle(&bytes, Instant::now())?;
+            continue;
+        }
+        if !read_once(&mut sock, None, handle).await? {
+            return Err(Fail::new("eof"));
+        }
+    }
+}
+
+/// The reference path: every message through `ClientSession` and `ChunkDecoder`.
+#[allow(clippy::too_many_arguments)]
+async fn rtmp_session(
+    shared: &Shared,
+    st: &PlayerStats,
+    hist: &Histogram,
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    tc_url: &str,
+) -> Result<(), Fail> {
+    let start = Instant::now();
+    let mut sock = timeout(shared.connect_timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| Fail::new("connect_timeout"))?
+        .map_err(|e| Fail::io("connect", &e))?;
+    let _ = sock.set_nodelay(true);
+    let mut session = ClientSession::new(ClientConfig::new(app, tc_url));
+    session.play(name);
+    let mut track = Track::new(st, shared, hist, start);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let now = Instant::now();
+        loop {
+            match session.poll_event() {
+                Ok(Some(ClientEvent::PlayStarted)) => {
+                    st.state.store(PLAYING, Ordering::Relaxed);
+                    if st.stalled {
+                        if let Some(out) = session.take_output() {
+                            sock.write_all(&out)
+                                .await
+                                .map_err(|e| Fail::io("write", &e))?;
+                        }
+                        return stall(shared, st, &mut sock).await;
+                    }
+                }
+                Ok(Some(ClientEvent::Media {
+                    type_id, payload, ..
+                })) => track.media(type_id, &payload, now),
+                Ok(Some(ClientEvent::Status { level, code, .. })) if level == "error" => {
+                    return Err(Fail(format!("refused:{code}")));
+                }
+                Ok(Some(ClientEvent::StreamEof)) => return Err(Fail::new("stream_eof")),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(Fail(format!("protocol:{e}"))),
+            }
+        }
+        if let Some(out) = session.take_output() {
+            sock.write_all(&out)
+                .await
+                .map_err(|e| Fail::io("write", &e))?;
+        }
+        let n = sock
+            .read(&mut buf)
+            .await
+            .map_err(|e| Fail::io("read", &e))?;
+        if n == 0 {
+            return Err(Fail::new("eof"));
+        }
+        st.received(n, Instant::now());
+        session
+            .handle_input(&buf[..n])
+            .map_err(|e| Fail(format!("protocol:{e}")))?;
+    }
+}
+
+async fn http_flv(
+    shared: &Shared,
+    st: &PlayerStats,
+    hist: &Histogram,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<(), Fail> {
+    let start = Instant::now();
+    let mut sock = connect(shared, addr).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: livecdn-loadgen\r\nAccept: */*\r\n\r\n"
+    );
+    write_all(&mut sock, request.as_bytes()).await?;
+    let mut head_buf = Vec::new();
+    let (head, rest) = loop {
+        let open = read_once(&mut sock, None, |b, at| {
+            st.received(b.len(), at);
+            head_buf.extend_from_slice(b);
+            Ok(())
+        })
+        .await?;
+        match parse_head(&head_buf) {
+            Ok(Some(h)) => {
+                let rest = head_buf.split_off(h.len);
+                break (h, rest);
+            }
+            Ok(None) if open => {}
+            Ok(None) => return Err(Fail::new("eof")),
+            Err(e) => return Err(Fail(format!("protocol:{e}"))),
+        }
+    };
+    if head.status != 200 {
+        return Err(Fail(format!("http_{}", head.status)));
+    }
+    st.state.store(PLAYING, Ordering::Relaxed);
+    drop(head_buf);
+    if st.stalled {
+        return stall(shared, st, &mut sock).await;
+    }
+    let mut dechunk = head.chunked.then(Dechunker::new);
+    let mut flv = FlvScanner::new();
+    let mut track = Track::new(st, shared, hist, start);
+    let mut body = |bytes: &[u8], at: Instant| -> Result<(), Fail> {
+        let mut on_tag = |t: crate::flv_scan::Tag<'_>| track.media(t.tag_type, t.prefix, at);
+        let r = match dechunk.as_mut() {
+            Some(d) => d.feed(bytes, &mut |data| flv.feed(data, &mut on_tag)),
+            None => flv.feed(bytes, &mut on_tag),
+        };
+        r.map_err(|e| Fail(format!("protocol:{e}")))?;
+        if dechunk.as_ref().is_some_and(Dechunker::is_done) {
+            return Err(Fail::new("eof"));
+        }
+        Ok(())
+    };
+    body(&rest, Instant::now())?;
+    drop(rest);
+    loop {
+        let open = read_once(&mut sock, None, |b, at| {
+            st.received(b.len(), at);
+            body(b, at)
+        })
+        .await?;
+        if !open {
+            return Err(Fail::new("eof"));
+        }
+    }
+}

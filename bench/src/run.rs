@@ -1,0 +1,517 @@
+//! One load run: publishers on their own thread, players on a multi-thread runtime, a warm-up,
+//! a measuring window, and the [`Report`] of that window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::hist::{HistSnapshot, Histogram, summarize};
+use crate::player::{
+    DONE, Decoder, FAILED, MEASURING, PLAYING, PlayerStats, STALLED, Shared, run_player,
+};
+use crate::procstat;
+use crate::publisher::{PubStats, publish};
+use crate::report::{
+    GroupReport, PlayerCounts, ProcReport, PublisherReport, Report, RunConfig, StalledReport,
+};
+use crate::stream::{StreamSpec, epoch, ns_since_epoch};
+use crate::target::Target;
+
+/// Everything a run needs (the CLI fills it).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub label: String,
+    pub argv: Vec<String>,
+    /// Publish URL template (`{n}`: stream index); none: someone else publishes.
+    pub publish: Option<String>,
+    pub streams: usize,
+    /// Play URL templates; player i plays stream i % streams from URL (i / streams) % len.
+    pub play: Vec<String>,
+    pub players: usize,
+    /// Extra players (stream 0, first URL) that stop reading once play starts.
+    pub stalled: usize,
+    pub spec: StreamSpec,
+    /// Players started per second.
+    pub ramp: f64,
+    /// Publishing time before the first player.
+    pub lead: Duration,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Server processes to measure: (name, pid).
+    pub pids: Vec<(String, String)>,
+    pub decoder: Decoder,
+    pub threads: Option<usize>,
+    pub silence: Duration,
+    pub connect_timeout: Duration,
+}
+
+struct PidWatch {
+    name: String,
+    pid: String,
+    rss_before: f64,
+    cpu_start: f64,
+    peak: f64,
+}
+
+/// Runs the load and returns its report.
+pub fn run(cfg: Config) -> anyhow::Result<Report> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = builder.enable_all().build()?;
+    let threads = cfg.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let report = rt.block_on(drive(&cfg, threads))?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(report)
+}
+
+fn start_publishers(
+    cfg: &Config,
+    stats: Arc<Vec<PubStats>>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let Some(url) = cfg.publish.clone() else {
+        return Ok(None);
+    };
+    let targets = (0..cfg.streams)
+        .map(|n| Target::parse(&url, n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let spec = cfg.spec;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = std::thread::Builder::new()
+        .name("publishers".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for (i, t) in targets.into_iter().enumerate() {
+                    let (stats, stop) = (stats.clone(), stop.clone());
+                    tasks.spawn(async move {
+                        if let Some(st) = stats.get(i) {
+                            publish(t, spec, st, &stop).await;
+                        }
+                    });
+                }
+                let ended = async { while tasks.join_next().await.is_some() {} };
+                let stopped = async {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    // Give publishers a moment to unpublish cleanly.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                };
+                tokio::select! {
+                    _ = ended => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+    Ok(Some(handle))
+}
+
+async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
+    epoch();
+    if cfg.play.is_empty() {
+        anyhow::bail!("no --play URL");
+    }
+    let streams = cfg.streams.max(1);
+    let mut watches: Vec<PidWatch> = cfg
+        .pids
+        .iter()
+        .cloned()
+        .chain(procstat::ksoftirqd())
+        .map(|(name, pid)| PidWatch {
+            name: name.clone(),
+            pid: pid.clone(),
+            rss_before: procstat::rss_mib(&pid).unwrap_or(0.0),
+            cpu_start: 0.0,
+            peak: 0.0,
+        })
+        .collect();
+
+    // Publishers first, on their own thread so a busy player runtime cannot delay them.
+    let pub_stats: Arc<Vec<PubStats>> = Arc::new(
+        (0..if cfg.publish.is_some() { streams } else { 0 })
+            .map(|_| PubStats::default())
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let pub_thread = start_publishers(cfg, pub_stats.clone(), stop.clone())?;
+    if pub_thread.is_some() {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until
+            && pub_stats
+                .iter()
+                .any(|p| !p.publishing.load(Ordering::Relaxed) && p.error.get().is_none())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(cfg.lead).await;
+    }
+
+    // Players: stalled ones first, then the rest at the ramp rate.
+    let shared = Arc::new(Shared {
+        phase: std::sync::atomic::AtomicU8::new(crate::player::WARMUP),
+        connect_timeout: cfg.connect_timeout,
+        decoder: cfg.decoder,
+        drain: Duration::from_secs(3),
+    });
+    let hists: Arc<Vec<Histogram>> = Arc::new(cfg.play.iter().map(|_| Histogram::new()).collect());
+    let mut plan = Vec::new();
+    for _ in 0..cfg.stalled {
+        plan.push((0usize, 0usize, true));
+    }
+    for i in 0..cfg.players {
+        plan.push((i % streams, (i / streams) % cfg.play.len(), false));
+    }
+    let mut stats = Vec::with_capacity(plan.len());
+    let mut aborts = Vec::with_capacity(plan.len());
+    let mut tasks = tokio::task::JoinSet::new();
+    let ramp_start = Instant::now();
+    for (k, (stream, group, stalled)) in plan.into_iter().enumerate() {
+        let target = Target::parse(&cfg.play[group], stream).map_err(anyhow::Error::msg)?;
+        let st = Arc::new(PlayerStats::new(group, stalled));
+        stats.push(st.clone());
+        let (shared, hists) = (shared.clone(), hists.clone());
+        aborts.push(tasks.spawn(async move {
+            if let Some(h) = hists.get(st.group) {
+                run_player(&shared, &st, h, &target).await;
+            }
+        }));
+        if cfg.ramp > 0.0 {
+            let due = ramp_start + Duration::from_secs_f64((k + 1) as f64 / cfg.ramp);
+            if due > Instant::now() + Duration::from_millis(5) {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+    }
+
+    // The watchdog: a player that received nothing for `silence` fails (cheaper than a timer
+    // on every read).
+    let watchdog = {
+        let (stats, shared) = (stats.clone(), shared.clone());
+        let silence = cfg.silence.as_nanos() as u64;
+        tokio::spawn(async move {
+            while shared.phase.load(Ordering::Relaxed) != DONE {
+                let now = ns_since_epoch(Instant::now());
+                for (s, abort) in stats.iter().zip(&aborts) {
+                    let state = s.state.load(Ordering::Relaxed);
+                    if state != FAILED
+                        && state != STALLED
+                        && now.saturating_sub(s.last_rx_ns.load(Ordering::Relaxed)) > silence
+                    {
+                        s.fail("silence_timeout".into());
+                        abort.abort();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    // Warm-up, then the window. RSS is sampled through both for the peak.
+    let sampler_stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let pids: Vec<String> = watches.iter().map(|w| w.pid.clone()).collect();
+        let stop = sampler_stop.clone();
+        tokio::spawn(async move {
+            let mut peaks = vec![0.0f64; pids.len()];
+            while !stop.load(Ordering::Relaxed) {
+                for (p, pid) in peaks.iter_mut().zip(&pids) {
+                    *p = p.max(procstat::rss_mib(pid).unwrap_or(0.0));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            peaks
+        })
+    };
+    tokio::time::sleep(cfg.warmup).await;
+
+    let snap = |stats: &[Arc<PlayerStats>]| -> Vec<(u64, u64, u64)> {
+        stats
+            .iter()
+            .map(|s| {
+                (
+                    s.bytes.load(Ordering::Relaxed),
+                    s.video.load(Ordering::Relaxed),
+                    s.reads.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    };
+    for w in &mut watches {
+        w.cpu_start = procstat::cpu_seconds(&w.pid).unwrap_or(0.0);
+    }
+    let self_cpu_start = procstat::cpu_seconds("self").unwrap_or(0.0);
+    let cpus_start = procstat::cpu_times();
+    let before = snap(&stats);
+    let t0 = Instant::now();
+    shared.phase.store(MEASURING, Ordering::Relaxed);
+    tokio::time::sleep(cfg.duration).await;
+    let after = snap(&stats);
+    let t1 = Instant::now();
+    let self_cpu_end = procstat::cpu_seconds("self").unwrap_or(0.0);
+    let cpus_end = procstat::cpu_times();
+    let cpu_end: Vec<f64> = watches
+        .iter()
+        .map(|w| procstat::cpu_seconds(&w.pid).unwrap_or(0.0))
+        .collect();
+    let rss_end: Vec<f64> = watches
+        .iter()
+        .map(|w| procstat::rss_mib(&w.pid).unwrap_or(0.0))
+        .collect();
+    let snapshots: Vec<HistSnapshot> = hists.iter().map(Histogram::snapshot).collect();
+    shared.phase.store(DONE, Ordering::Relaxed);
+    let window = (t1 - t0).as_secs_f64();
+    let end_ns = ns_since_epoch(t1);
+
+    watchdog.abort();
+    sampler_stop.store(true, Ordering::Relaxed);
+    let peaks = sampler.await.unwrap_or_default();
+    for (w, p) in watches.iter_mut().zip(peaks) {
+        w.peak = p;
+    }
+
+    // Stalled players drain their sockets now (bounded by Shared::drain).
+    let drain_until = Instant::now() + shared.drain + Duration::from_millis(500);
+    while Instant::now() < drain_until
+        && stats.iter().any(|s| {
+            s.stalled && s.state.load(Ordering::Relaxed) == STALLED && s.stall.get().is_none()
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = pub_thread {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+
+    // The report.
+    let fps_target = f64::from(cfg.spec.fps);
+    let mut counts = PlayerCounts::default();
+    let mut errors = BTreeMap::new();
+    let mut all_rate = Vec::new();
+    let mut all_fps = Vec::new();
+    let mut all_ttff = Vec::new();
+    let (mut key_first, mut with_first) = (0u64, 0u64);
+    let (mut gaps, mut players_with_gaps) = (0u64, 0u64);
+    let mut delivered_bits = 0.0;
+    let mut reads = 0u64;
+    let mut groups: Vec<GroupAcc> = cfg.play.iter().map(|_| GroupAcc::default()).collect();
+    let mut stalled = Vec::new();
+    for (i, s) in stats.iter().enumerate() {
+        let state = s.state.load(Ordering::Relaxed);
+        let error = s.error.get().cloned();
+        if s.stalled {
+            let outcome = s.stall.get();
+            stalled.push(StalledReport {
+                url: cfg.play[s.group].clone(),
+                played: state == STALLED,
+                closed_by_server: outcome.map(|o| o.closed_by_server),
+                drained_bytes: outcome.map_or(0, |o| o.drained_bytes),
+                error,
+            });
+            continue;
+        }
+        counts.started += 1;
+        let g = &mut groups[s.group];
+        g.players += 1;
+        if let Some(e) = &error {
+            *errors.entry(e.clone()).or_insert(0u64) += 1;
+        }
+        if state == FAILED {
+            counts.failed += 1;
+        }
+        let bytes = after[i].0.saturating_sub(before[i].0);
+        delivered_bits += bytes as f64 * 8.0;
+        reads += after[i].2.saturating_sub(before[i].2);
+        let video = after[i].1.saturating_sub(before[i].1);
+        let ttff = s.ttff_us.load(Ordering::Relaxed);
+        let first = s.first_key.load(Ordering::Relaxed);
+        if first != 0 {
+            with_first += 1;
+            g.with_first += 1;
+            if first == 1 {
+                key_first += 1;
+                g.key_first += 1;
+            }
+            all_ttff.push(ttff as f64 / 1000.0);
+            g.ttff.push(ttff as f64 / 1000.0);
+        }
+        let mut player_gaps = s.gaps.load(Ordering::Relaxed);
+        let last = s.last_video_ns.load(Ordering::Relaxed);
+        if first != 0 && state != FAILED && end_ns.saturating_sub(last) > 1_000_000_000 {
+            // Stuck at the end of the window: a gap that has not closed yet.
+            player_gaps += 1;
+        }
+        gaps += player_gaps;
+        g.gaps += player_gaps;
+        if player_gaps > 0 {
+            players_with_gaps += 1;
+        }
+        if first == 0 {
+            continue;
+        }
+        counts.playing += 1;
+        let rate = bytes as f64 * 8.0 / window / 1000.0;
+        let fps = video as f64 / window;
+        all_rate.push(rate);
+        all_fps.push(fps);
+        g.rate.push(rate);
+        g.fps.push(fps);
+        if state == PLAYING && fps >= 0.9 * fps_target && player_gaps == 0 {
+            counts.ok += 1;
+            g.ok += 1;
+        }
+    }
+    let mut total_latency = HistSnapshot::default();
+    for s in &snapshots {
+        total_latency.merge(s);
+    }
+    let share = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    let group_reports = groups
+        .iter_mut()
+        .zip(&snapshots)
+        .zip(&cfg.play)
+        .map(|((g, h), url)| GroupReport {
+            url: url.clone(),
+            players: g.players,
+            ok: g.ok,
+            bitrate_kbps: summarize(&mut g.rate),
+            fps: summarize(&mut g.fps),
+            latency_ms: h.summary_ms(),
+            ttff_ms: summarize(&mut g.ttff),
+            first_frame_keyframe_share: share(g.key_first, g.with_first),
+            gaps_over_1s: g.gaps,
+        })
+        .collect();
+    let processes = watches
+        .iter()
+        .zip(cpu_end.iter().zip(&rss_end))
+        .map(|(w, (cpu, rss))| ProcReport {
+            name: w.name.clone(),
+            pid: w.pid.clone(),
+            cpu_pct: (cpu - w.cpu_start).max(0.0) / window * 100.0,
+            rss_mib_before: w.rss_before,
+            rss_mib_end: *rss,
+            rss_mib_peak: w.peak.max(*rss),
+        })
+        .collect();
+    let self_rss = procstat::rss_mib("self").unwrap_or(0.0);
+    let mut pub_errors = BTreeMap::new();
+    for p in pub_stats.iter() {
+        if let Some(e) = p.error.get() {
+            *pub_errors.entry(e.clone()).or_insert(0u64) += 1;
+        }
+    }
+    let mut report = Report {
+        label: cfg.label.clone(),
+        argv: cfg.argv.clone(),
+        config: RunConfig {
+            publish: cfg.publish.clone(),
+            play: cfg.play.clone(),
+            streams,
+            players: cfg.players,
+            stalled: cfg.stalled,
+            bitrate_kbps: cfg.spec.bitrate / 1000,
+            fps: cfg.spec.fps,
+            gop: cfg.spec.gop,
+            warmup_s: cfg.warmup.as_secs_f64(),
+            duration_s: cfg.duration.as_secs_f64(),
+            ramp_per_s: cfg.ramp,
+            decoder: match cfg.decoder {
+                Decoder::Lean => "lean".into(),
+                Decoder::Session => "session".into(),
+            },
+            threads,
+        },
+        window_s: window,
+        players: counts,
+        bitrate_kbps: summarize(&mut all_rate),
+        fps: summarize(&mut all_fps),
+        delivered_gbps: delivered_bits / window / 1e9,
+        reads_per_s: reads as f64 / window,
+        bytes_per_read: if reads == 0 {
+            0.0
+        } else {
+            delivered_bits / 8.0 / reads as f64
+        },
+        latency_ms: total_latency.summary_ms(),
+        ttff_ms: summarize(&mut all_ttff),
+        first_frame_keyframe_share: share(key_first, with_first),
+        gaps_over_1s: gaps,
+        players_with_gaps,
+        errors,
+        groups: group_reports,
+        stalled,
+        processes,
+        loadgen: ProcReport {
+            name: "loadgen".into(),
+            pid: std::process::id().to_string(),
+            cpu_pct: (self_cpu_end - self_cpu_start).max(0.0) / window * 100.0,
+            rss_mib_before: 0.0,
+            rss_mib_end: self_rss,
+            rss_mib_peak: self_rss,
+        },
+        unattributed_cpu_pct: 0.0,
+        machine_cpu_pct: cpus_end
+            .first()
+            .zip(cpus_start.first())
+            .map_or(0.0, |(e, s)| (e.0 - s.0).max(0.0) / window * 100.0),
+        cpu_busy_pct: cpus_end
+            .iter()
+            .zip(&cpus_start)
+            .skip(1)
+            .map(|(e, s)| {
+                let total = e.1 - s.1;
+                if total > 0.0 {
+                    (e.0 - s.0).max(0.0) / total * 100.0
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+        publishers: PublisherReport {
+            started: pub_stats.len(),
+            publishing: pub_stats
+                .iter()
+                .filter(|p| p.publishing.load(Ordering::Relaxed))
+                .count(),
+            video_frames: pub_stats
+                .iter()
+                .map(|p| p.video_frames.load(Ordering::Relaxed))
+                .sum(),
+            bytes: pub_stats
+                .iter()
+                .map(|p| p.bytes.load(Ordering::Relaxed))
+                .sum(),
+            errors: pub_errors,
+        },
+    };
+    let known: f64 =
+        report.processes.iter().map(|p| p.cpu_pct).sum::<f64>() + report.loadgen.cpu_pct;
+    report.unattributed_cpu_pct = (report.machine_cpu_pct - known).max(0.0);
+    Ok(report)
+}
+
+#[derive(Default)]
+struct GroupAcc {
+    players: usize,
+    ok: usize,
+    rate: Vec<f64>,
+    fps: Vec<f64>,
+    ttff: Vec<f64>,
+    key_first: u64,
+    with_first: u64,
+    gaps: u64,
+}
