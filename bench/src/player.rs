@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::flv::inspect_video;
 use common::rtmp::amf0::Amf0Value;
-use common::rtmp::command::{CSID_COMMAND, Command, write_command};
+use common::rtmp::command::{CSID_COMMAND, Command, connect_command, write_command};
 use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
 use common::rtmp::message::{AckTracker, ControlMessage, UserControl, type_id};
 use common::rtmp::{ClientConfig, ClientEvent, ClientSession};
@@ -358,22 +358,8 @@ const OUT_CHUNK: u32 = 128;
 
 impl PlayCommands<'_> {
     fn connect(&mut self) {
-        let obj = Amf0Value::object([
-            ("app", Amf0Value::string(self.app)),
-            ("type", Amf0Value::string("nonprivate")),
-            ("flashVer", Amf0Value::string("LNX 9,0,124,2")),
-            ("tcUrl", Amf0Value::string(self.tc_url)),
-            ("fpad", Amf0Value::Boolean(false)),
-            ("capabilities", Amf0Value::Number(15.0)),
-            ("audioCodecs", Amf0Value::Number(4071.0)),
-            ("videoCodecs", Amf0Value::Number(252.0)),
-            ("videoFunction", Amf0Value::Number(1.0)),
-        ]);
-        let values = [
-            Amf0Value::string("connect"),
-            Amf0Value::Number(TXN_CONNECT),
-            obj,
-        ];
+        debug_assert_eq!(TXN_CONNECT, 1.0, "connect_command uses transaction 1");
+        let values = connect_command(self.app, self.tc_url, "LNX 9,0,124,2");
         write_command(OUT_CHUNK, CSID_COMMAND, 0, &values, &mut self.out);
     }
 

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
 use super::chunk::{ChunkDecoder, DecoderLimits, RawMessage, encode_message};
-use super::command::{CSID_COMMAND, Command, metadata_body, write_command};
+use super::command::{CSID_COMMAND, Command, connect_command, metadata_body, write_command};
 use super::handshake::{ClientHandshake, HandshakeKind};
 use super::message::{AckTracker, ControlMessage, UserControl, type_id};
 use super::server::SessionError;
@@ -75,6 +75,7 @@ enum Intent {
     Publish(String),
 }
 
+/// The transaction id `connect_command` uses.
 const TXN_CONNECT: f64 = 1.0;
 const TXN_CREATE_STREAM: f64 = 2.0;
 
@@ -219,25 +220,11 @@ impl ClientSession {
     }
 
     fn send_connect(&mut self) {
-        let obj = Amf0Value::object([
-            ("app", Amf0Value::string(self.config.app.clone())),
-            ("type", Amf0Value::string("nonprivate")),
-            (
-                "flashVer",
-                Amf0Value::string("FMLE/3.0 (compatible; livecdn)"),
-            ),
-            ("tcUrl", Amf0Value::string(self.config.tc_url.clone())),
-            ("fpad", Amf0Value::Boolean(false)),
-            ("capabilities", Amf0Value::Number(15.0)),
-            ("audioCodecs", Amf0Value::Number(4071.0)),
-            ("videoCodecs", Amf0Value::Number(252.0)),
-            ("videoFunction", Amf0Value::Number(1.0)),
-        ]);
-        let values = [
-            Amf0Value::string("connect"),
-            Amf0Value::Number(TXN_CONNECT),
-            obj,
-        ];
+        let values = connect_command(
+            &self.config.app,
+            &self.config.tc_url,
+            "FMLE/3.0 (compatible; livecdn)",
+        );
         write_command(
             self.out_chunk_size,
             CSID_COMMAND,

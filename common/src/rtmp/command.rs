@@ -76,6 +76,23 @@ pub fn write_command(
     );
 }
 
+/// The `connect` command a client sends (transaction 1), with the capabilities ffmpeg and
+/// OBS announce.
+pub fn connect_command(app: &str, tc_url: &str, flash_ver: &str) -> [Amf0Value; 3] {
+    let obj = Amf0Value::object([
+        ("app", Amf0Value::string(app)),
+        ("type", Amf0Value::string("nonprivate")),
+        ("flashVer", Amf0Value::string(flash_ver)),
+        ("tcUrl", Amf0Value::string(tc_url)),
+        ("fpad", Amf0Value::Boolean(false)),
+        ("capabilities", Amf0Value::Number(15.0)),
+        ("audioCodecs", Amf0Value::Number(4071.0)),
+        ("videoCodecs", Amf0Value::Number(252.0)),
+        ("videoFunction", Amf0Value::Number(1.0)),
+    ]);
+    [Amf0Value::string("connect"), Amf0Value::Number(1.0), obj]
+}
+
 /// An onStatus info object: `{level, code, description}` plus extra fields.
 pub fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
     Amf0Value::object([
