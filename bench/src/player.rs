@@ -420,13 +420,7 @@ impl PlayCommands<'_> {
                 write_command(OUT_CHUNK, 8, sid, &values, &mut self.out);
             }
             "onStatus" | "_error" => {
-                let info = cmd.args.first();
-                let field = |k: &str| {
-                    info.and_then(|i| i.get(k))
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                };
+                let field = |k: &str| cmd.info(k);
                 let code = field("code");
                 if cmd.name == "_error" || field("level") == "error" {
                     self.fail(Fail(format!("refused:{code}")));
@@ -553,11 +547,7 @@ async fn rtmp_session(
     tc_url: &str,
 ) -> Result<(), Fail> {
     let start = Instant::now();
-    let mut sock = timeout(shared.connect_timeout, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| Fail::new("connect_timeout"))?
-        .map_err(|e| Fail::io("connect", &e))?;
-    let _ = sock.set_nodelay(true);
+    let mut sock = connect(shared, addr).await?;
     let mut session = ClientSession::new(ClientConfig::new(app, tc_url));
     session.play(name);
     let mut track = Track::new(st, shared, hist, start);

@@ -348,13 +348,7 @@ impl ClientSession {
     }
 
     fn handle_command(&mut self, cmd: Command) {
-        let info = cmd.args.first();
-        let field = |k: &str| {
-            info.and_then(|i| i.get(k))
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        let field = |k: &str| cmd.info(k);
         match cmd.name.as_str() {
             "_result" if cmd.transaction_id == TXN_CONNECT && !self.connected => {
                 self.connected = true;

@@ -53,6 +53,17 @@ impl Command {
     pub fn arg_f64(&self, i: usize) -> Option<f64> {
         self.args.get(i).and_then(|v| v.as_f64())
     }
+
+    /// A string field of the info object of an onStatus/_error (`code`, `level`,
+    /// `description`); empty if absent.
+    pub fn info(&self, key: &str) -> String {
+        self.args
+            .first()
+            .and_then(|i| i.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 /// Encodes `values` as an AMF0 command message on `csid`/`stream_id` and appends it.
