@@ -42,17 +42,45 @@ pub struct Client {
     sock: TcpStream,
     session: ClientSession,
     buf: Vec<u8>,
+    /// Sleep after every read (a player that reads in small bites).
+    read_pause: Option<Duration>,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr, app: &str) -> std::io::Result<Client> {
-        let sock = TcpStream::connect(addr).await?;
+        Self::connect_with(addr, app, None).await
+    }
+
+    /// Connects with a small receive buffer (set before connecting, so the TCP window stays
+    /// small) and a pause after every read: the server's writes often find the socket full.
+    pub async fn connect_slow_reader(
+        addr: SocketAddr,
+        app: &str,
+        recv_buffer: u32,
+        pause: Duration,
+    ) -> std::io::Result<Client> {
+        let mut c = Self::connect_with(addr, app, Some(recv_buffer)).await?;
+        c.read_pause = Some(pause);
+        Ok(c)
+    }
+
+    async fn connect_with(
+        addr: SocketAddr,
+        app: &str,
+        recv_buffer: Option<u32>,
+    ) -> std::io::Result<Client> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        let sock = socket.connect(addr).await?;
         sock.set_nodelay(true)?;
         let session = ClientSession::new(ClientConfig::new(app, &format!("rtmp://{addr}/{app}")));
         let mut c = Client {
             sock,
             session,
             buf: vec![0; 64 * 1024],
+            read_pause: None,
         };
         c.flush().await?;
         Ok(c)
@@ -82,6 +110,9 @@ impl Client {
                 return None;
             }
             self.session.handle_input(&self.buf[..n]).ok()?;
+            if let Some(pause) = self.read_pause {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 
@@ -234,6 +265,18 @@ impl Watcher {
 
     pub fn frames(&self) -> usize {
         self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Waits until more than `count` video frames have arrived; `false` after `limit`.
+    pub async fn wait_beyond(&self, count: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.frames() <= count {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Stops watching: (video frames received, longest gap between them in ms).

@@ -177,9 +177,11 @@ async fn each_bad_input_ends_only_its_connection() {
             .await
             .expect("join");
         assert!(took < limit, "{name}: closed after {took:?}");
+        // A bad peer can be closed within a millisecond, between two frames: what matters
+        // is that the concurrent player still gets the next one.
         assert!(
-            watcher.frames() > before,
-            "{name}: the concurrent player received nothing meanwhile"
+            watcher.wait_beyond(before, Duration::from_secs(1)).await,
+            "{name}: the concurrent player stopped receiving"
         );
     }
     let (_, body) = origin.http_get("/metrics");

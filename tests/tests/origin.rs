@@ -247,3 +247,42 @@ async fn sigterm_ends_players_cleanly_and_exits() {
     // Chunked transfer encoding ends with the zero-length chunk.
     assert!(body.ends_with(b"0\r\n\r\n"), "HTTP-FLV body not terminated");
 }
+
+/// A player whose socket is often full: the fan-out's direct writes stop part-way through a
+/// frame and the player's own task finishes it before anything else goes out. Every message
+/// must still arrive whole and in order, and nothing is dropped for a player that keeps up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_whose_socket_fills_gets_every_frame_whole() {
+    let origin = Origin::start(&["--net-send-buffer", "4096"]);
+    let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/tight"), StreamSpec::default());
+    wait_stream(&origin, "live/tight").await;
+    let mut c = Client::connect_slow_reader(origin.rtmp, "live", 4096, Duration::from_millis(5))
+        .await
+        .expect("connect");
+    c.play("tight", Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("play");
+    let end = Instant::now() + Duration::from_secs(4);
+    let (mut video, mut audio, mut last_ts) = (0, 0, None);
+    while Instant::now() < end {
+        let m = c
+            .next_media(end + Duration::from_secs(5))
+            .await
+            .expect("the stream goes on, every message well-formed");
+        if m.is_video() {
+            let info = m.video_info().expect("a whole, parsable video tag");
+            assert!(
+                last_ts.is_none_or(|t| m.timestamp >= t),
+                "video went backwards"
+            );
+            last_ts = Some(m.timestamp);
+            video += usize::from(!info.sequence_header);
+        } else {
+            audio += 1;
+        }
+    }
+    assert!(video >= 90, "{video} video frames in 4 s");
+    assert!(audio >= 150, "{audio} audio frames in 4 s");
+    let dropped = origin.metric("livecdn_media_frames_dropped_total", "");
+    assert_eq!(dropped, 0.0, "frames dropped for a player that keeps up");
+}

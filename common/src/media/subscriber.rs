@@ -1,14 +1,23 @@
 //! A subscriber's bounded queue, measured in milliseconds of media, and its drop policy:
 //! on overflow drop to the next keyframe (never sequence headers or metadata); close a
 //! subscriber that stays too slow. Must not block the publisher: every operation is O(1)
-//! amortised under a per-subscriber lock.
+//! amortised under a per-subscriber lock, and a direct write (below) never blocks.
+//!
+//! Direct delivery: a player that keeps up lends its socket to the fan-out (`DirectSink`).
+//! While its queue is empty and its task has nothing in flight, the publisher's fan-out
+//! writes each frame straight to the socket: one non-blocking syscall per player and frame,
+//! no task wake-up, no poll. When the socket does not take everything (or the player's task
+//! needs to write itself), the queue takes over again and the task drains it as before.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 
-use tokio::sync::Notify;
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{FrameKind, MediaFrame};
@@ -39,8 +48,30 @@ impl CloseReason {
     }
 }
 
+/// A player's socket that the fan-out may write to directly while the player keeps up.
+/// Implemented by protocol adapters.
+pub trait DirectSink: Send + Sync {
+    /// This protocol's wire form of `frame`.
+    fn wire<'a>(&self, frame: &'a MediaFrame) -> &'a Bytes;
+    /// Writes what the socket takes now, without blocking (`WouldBlock` if nothing).
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize>;
+}
+
+/// At most this many frames go out in one direct write; a longer queue is the task's job.
+const DIRECT_MAX_FRAMES: usize = 16;
+
 struct Queue {
     frames: VecDeque<Arc<MediaFrame>>,
+    /// Bytes at the front of `frames` already written by a partial direct write: the player
+    /// must send the rest of those frames first (and they must not be dropped).
+    written: usize,
+    /// Frames at the front of `frames` that `written` reaches into.
+    pinned: usize,
+    sink: Option<Arc<dyn DirectSink>>,
+    /// The fan-out may write to `sink` now: the player's task is idle with nothing in flight.
+    direct: bool,
+    /// The player's task, parked in `recv`.
+    waker: Option<Waker>,
     /// Video is being dropped until the next keyframe.
     awaiting_keyframe: bool,
     closed: Option<CloseReason>,
@@ -73,7 +104,6 @@ pub(super) struct SubShared {
     pub(super) id: u64,
     config: HubConfig,
     queue: Mutex<Queue>,
-    notify: Notify,
     /// Cancelled when the subscription must end at once (kicked, too slow), so a player
     /// blocked in a socket write can give up.
     cancel: CancellationToken,
@@ -91,12 +121,16 @@ impl SubShared {
             config,
             queue: Mutex::new(Queue {
                 frames: VecDeque::new(),
+                written: 0,
+                pinned: 0,
+                sink: None,
+                direct: false,
+                waker: None,
                 awaiting_keyframe: true,
                 closed: None,
                 overflows: VecDeque::new(),
                 last_wake_ms: None,
             }),
-            notify: Notify::new(),
             cancel: CancellationToken::new(),
             dropped: AtomicU64::new(0),
         }
@@ -111,8 +145,7 @@ impl SubShared {
             }
             q.frames.push_back(f);
         }
-        drop(q);
-        self.notify.notify_one();
+        q.wake();
     }
 
     /// Queues one frame; returns how many frames this call dropped.
@@ -130,6 +163,14 @@ impl SubShared {
                 return 1;
             }
         }
+        let wake = wakes(frame, q.last_wake_ms);
+        if wake {
+            q.last_wake_ms = Some(frame.timestamp_ms);
+            // The common case of a player that keeps up: out it goes, nothing is queued.
+            if q.direct && q.write_direct(frame) {
+                return 0;
+            }
+        }
         q.frames.push_back(frame.clone());
         if queued_ms(&q.frames) > self.config.queue_max_ms {
             dropped = self.overflow(&mut q, frame.timestamp_ms);
@@ -142,13 +183,8 @@ impl SubShared {
                 self.dropped.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        let wake = wakes(frame, q.last_wake_ms) || q.closed.is_some();
-        if wake {
-            q.last_wake_ms = Some(frame.timestamp_ms);
-        }
-        drop(q);
-        if wake {
-            self.notify.notify_one();
+        if wake || q.closed.is_some() {
+            q.wake();
         }
         dropped
     }
@@ -157,7 +193,13 @@ impl SubShared {
     /// subscriber if this happens too often.
     fn overflow(&self, q: &mut Queue, now_ms: u32) -> usize {
         let before = q.frames.len();
-        q.frames.retain(|f| is_header(f));
+        // Frames a direct write started on must be finished, whatever they are.
+        let mut i = 0;
+        let pinned = q.pinned;
+        q.frames.retain(|f| {
+            i += 1;
+            i <= pinned || is_header(f)
+        });
         let dropped = before - q.frames.len();
         self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         q.awaiting_keyframe = true;
@@ -171,7 +213,7 @@ impl SubShared {
             q.overflows.pop_front();
         }
         if q.overflows.len() as u32 >= self.config.slow_max_overflows {
-            q.frames.clear();
+            q.clear();
             q.closed = Some(CloseReason::TooSlow);
             self.cancel.cancel();
             metrics::counter!(crate::telemetry::metric::SLOW_PLAYERS_DISCONNECTED).increment(1);
@@ -184,12 +226,84 @@ impl SubShared {
         if q.closed.is_none() {
             q.closed = Some(reason);
             if matches!(reason, CloseReason::Kicked | CloseReason::TooSlow) {
-                q.frames.clear();
+                q.clear();
                 self.cancel.cancel();
             }
         }
-        drop(q);
-        self.notify.notify_one();
+        q.wake();
+    }
+}
+
+impl Queue {
+    /// Wakes the player's task (the lock is still held: waking only schedules it).
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Drops everything queued, except what a direct write has started (the connection ends
+    /// anyway, but its last bytes stay well-formed).
+    fn clear(&mut self) {
+        self.frames.truncate(self.pinned);
+    }
+
+    /// Moves up to `max` frames (at least the pinned ones) into `out` and takes the socket
+    /// back from the fan-out; returns the bytes of them already written.
+    fn take(&mut self, out: &mut Vec<Arc<MediaFrame>>, max: usize) -> usize {
+        let n = self.frames.len().min(max.max(self.pinned));
+        out.extend(self.frames.drain(..n));
+        self.direct = false;
+        self.pinned = 0;
+        std::mem::take(&mut self.written)
+    }
+
+    /// Writes the queue and then `frame` (not queued yet) to the sink without blocking;
+    /// `true` if all of it went out. If not, the socket goes back to the player's task, which
+    /// owns what is left once the caller has queued `frame`.
+    fn write_direct(&mut self, frame: &Arc<MediaFrame>) -> bool {
+        let Queue { frames, sink, .. } = self;
+        let Some(sink) = sink else {
+            return false;
+        };
+        if frames.len() >= DIRECT_MAX_FRAMES {
+            self.direct = false;
+            return false;
+        }
+        let mut slices = [IoSlice::new(&[]); DIRECT_MAX_FRAMES];
+        let mut total = 0;
+        let count = frames.len() + 1;
+        for (slot, f) in slices.iter_mut().zip(frames.iter().chain([frame])) {
+            let wire = sink.wire(f);
+            total += wire.len();
+            *slot = IoSlice::new(wire);
+        }
+        match sink.try_write(&slices[..count]) {
+            Ok(n) if n == total => {
+                frames.clear();
+                true
+            }
+            Ok(n) => {
+                let mut start = 0;
+                self.pinned = frames
+                    .iter()
+                    .chain([frame])
+                    .take_while(|f| {
+                        let before = start;
+                        start += sink.wire(f).len();
+                        before < n
+                    })
+                    .count();
+                self.written = n;
+                self.direct = false;
+                false
+            }
+            // Full (or failed): the task's own write waits for room, times out or fails.
+            Err(_) => {
+                self.direct = false;
+                false
+            }
+        }
     }
 }
 
@@ -232,35 +346,43 @@ impl Subscriber {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits for frames and moves up to `max` of them into `out`. Returns the close reason
-    /// once the subscription has ended and its queue is drained.
+    /// Waits for frames and moves up to `max` of them into `out`; returns how many bytes at
+    /// the start of their wire forms a direct write already sent (the caller sends the rest).
+    /// Returns the close reason once the subscription has ended and its queue is drained.
+    /// While it waits with nothing queued, the fan-out may write to the direct sink.
     pub async fn recv(
         &mut self,
         out: &mut Vec<Arc<MediaFrame>>,
         max: usize,
-    ) -> Result<(), CloseReason> {
-        loop {
-            {
-                let mut q = lock(&self.shared.queue);
-                if !q.frames.is_empty() {
-                    let n = q.frames.len().min(max);
-                    out.extend(q.frames.drain(..n));
-                    return Ok(());
-                }
-                if let Some(reason) = q.closed {
-                    return Err(reason);
-                }
+    ) -> Result<usize, CloseReason> {
+        poll_fn(|cx| {
+            let mut q = lock(&self.shared.queue);
+            if !q.frames.is_empty() {
+                return Poll::Ready(Ok(q.take(out, max)));
             }
-            self.shared.notify.notified().await;
-        }
+            if let Some(reason) = q.closed {
+                return Poll::Ready(Err(reason));
+            }
+            q.direct = q.sink.is_some();
+            if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
-    /// Takes what is queued without waiting.
+    /// Takes what is queued without waiting, and the socket back from the fan-out: call it
+    /// before writing anything else to a socket lent as a direct sink. Returns the bytes
+    /// already written, as `recv`.
     pub fn try_recv(&mut self, out: &mut Vec<Arc<MediaFrame>>, max: usize) -> usize {
-        let mut q = lock(&self.shared.queue);
-        let n = q.frames.len().min(max);
-        out.extend(q.frames.drain(..n));
-        n
+        lock(&self.shared.queue).take(out, max)
+    }
+
+    /// Lends the player's socket to the fan-out (see the module docs). Call it once the
+    /// player's own first write has gone out.
+    pub fn set_direct_sink(&mut self, sink: Arc<dyn DirectSink>) {
+        lock(&self.shared.queue).sink = Some(sink);
     }
 
     /// Cancelled when the subscription ends at once (kicked or too slow): race socket
@@ -282,6 +404,7 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        lock(&self.shared.queue).sink = None;
         self.stream.remove_subscriber(self.shared.id);
     }
 }

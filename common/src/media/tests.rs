@@ -495,8 +495,8 @@ async fn publisher_drop_ends_subscribers_after_their_queue() {
     assert!(!sub.cancelled().is_cancelled());
     assert!(!sub.stream().is_publishing());
     let mut out = Vec::new();
-    assert_eq!(sub.recv(&mut out, 2).await, Ok(()));
-    assert_eq!(sub.recv(&mut out, 2).await, Ok(()));
+    assert_eq!(sub.recv(&mut out, 2).await, Ok(0));
+    assert_eq!(sub.recv(&mut out, 2).await, Ok(0));
     assert_eq!(sub.recv(&mut out, 2).await, Err(CloseReason::Ended));
     let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
     assert_eq!(sigs, vec![V_SEQ, k(0), p(40)]);
@@ -515,7 +515,7 @@ async fn recv_waits_for_frames() {
         tokio::pin!(recv);
         assert!(futures::poll!(recv.as_mut()).is_pending());
         publisher.send(key(0));
-        assert_eq!(recv.await, Ok(()));
+        assert_eq!(recv.await, Ok(0));
     }
     assert_eq!(out.len(), 1);
     assert_eq!(sig(&out[0]), k(0));
@@ -678,7 +678,7 @@ async fn audio_rides_with_the_next_video_frame() {
         let mut out = Vec::new();
         sub.recv(&mut out, 64)
             .await
-            .map(|()| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
+            .map(|_| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
     });
     tokio::task::yield_now().await;
     publisher.send(audio(20));
@@ -712,7 +712,7 @@ async fn audio_only_streams_wake_players_every_100ms_of_media() {
         let mut out = Vec::new();
         sub.recv(&mut out, 64)
             .await
-            .map(|()| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
+            .map(|_| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
     });
     tokio::task::yield_now().await;
     for ts in [23, 46, 69] {
@@ -727,4 +727,168 @@ async fn audio_only_streams_wake_players_every_100ms_of_media() {
         .expect("join")
         .expect("frames");
     assert_eq!(got, vec![a(23), a(46), a(69), a(115)]);
+}
+
+/// A direct sink in memory: takes up to `room` bytes (then `WouldBlock`), counts its calls,
+/// and uses the payload as the wire form.
+#[derive(Default)]
+struct MemSink {
+    got: std::sync::Mutex<Vec<u8>>,
+    room: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl MemSink {
+    fn with_room(room: usize) -> Arc<Self> {
+        let s = Self::default();
+        s.room.store(room, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(s)
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn got(&self) -> Vec<u8> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl super::DirectSink for MemSink {
+    fn wire<'a>(&self, frame: &'a MediaFrame) -> &'a Bytes {
+        &frame.payload
+    }
+    fn try_write(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        let room = self.room.load(SeqCst);
+        if room == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let mut got = self.got.lock().unwrap();
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(room - n);
+            got.extend_from_slice(&b[..take]);
+            n += take;
+        }
+        self.room.store(room - n, SeqCst);
+        Ok(n)
+    }
+}
+
+fn payloads(frames: &[MediaFrame]) -> Vec<u8> {
+    frames.iter().flat_map(|f| f.payload.to_vec()).collect()
+}
+
+/// Subscribes, drains the priming, lends `sink` and parks the player in `recv` once, as the
+/// play loop does: from then on the fan-out may write directly.
+fn direct_setup(sink: Arc<MemSink>) -> (Arc<Hub>, super::Publisher, Subscriber) {
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    publisher.send(key(0));
+    let mut sub = hub.subscribe(KEY);
+    assert_eq!(drain(&mut sub), vec![k(0)]);
+    sub.set_direct_sink(sink);
+    park(&mut sub);
+    (hub, publisher, sub)
+}
+
+/// Polls `recv` once and asserts that it waits (nothing queued).
+fn park(sub: &mut Subscriber) {
+    let mut out = Vec::new();
+    let recv = std::pin::pin!(sub.recv(&mut out, 16));
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(recv.poll(&mut cx).is_pending());
+}
+
+use std::future::Future;
+
+#[test]
+fn an_idle_player_gets_frames_written_directly_audio_riding_with_video() {
+    let sink = MemSink::with_room(usize::MAX);
+    let (_hub, publisher, mut sub) = direct_setup(sink.clone());
+    let frames = [
+        inter(10),
+        audio(20),
+        audio(30),
+        inter(40),
+        audio(50),
+        inter(80),
+    ];
+    for f in &frames {
+        publisher.send(frame(f.kind, f.timestamp_ms, f.keyframe, false, 16));
+    }
+    assert_eq!(sink.got(), payloads(&frames));
+    // One write per video frame, the audio before it in the same write.
+    assert_eq!(sink.calls(), 3);
+    assert!(drain(&mut sub).is_empty());
+}
+
+#[test]
+fn no_direct_write_until_the_player_parks_or_after_it_takes_the_socket_back() {
+    let sink = MemSink::with_room(usize::MAX);
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    let mut sub = hub.subscribe(KEY);
+    sub.set_direct_sink(sink.clone());
+    // Lent but never parked in recv: the player's task may be writing.
+    publisher.send(key(0));
+    assert_eq!(sink.calls(), 0);
+    assert_eq!(drain(&mut sub), vec![k(0)]);
+    park(&mut sub);
+    publisher.send(inter(40));
+    assert_eq!(sink.calls(), 1);
+    // try_recv takes the socket back (the player is about to write itself).
+    assert!(drain(&mut sub).is_empty());
+    publisher.send(inter(80));
+    assert_eq!(sink.calls(), 1);
+    assert_eq!(drain(&mut sub), vec![p(80)]);
+}
+
+#[tokio::test]
+async fn a_partial_direct_write_hands_the_rest_to_the_player() {
+    let sink = MemSink::with_room(10);
+    let (_hub, publisher, mut sub) = direct_setup(sink.clone());
+    publisher.send(inter(40)); // 16 bytes: 10 go out directly
+    publisher.send(inter(80)); // queued: the player owns the socket now
+    assert_eq!(sink.calls(), 1);
+    let mut out = Vec::new();
+    assert_eq!(sub.recv(&mut out, 16).await, Ok(10));
+    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
+    assert_eq!(sigs, vec![p(40), p(80)]);
+    assert_eq!(sink.got(), inter(40).payload[..10].to_vec());
+}
+
+#[test]
+fn a_full_socket_queues_and_wakes_the_player() {
+    let sink = MemSink::with_room(0);
+    let (_hub, publisher, mut sub) = direct_setup(sink.clone());
+    publisher.send(inter(40));
+    publisher.send(inter(80));
+    assert_eq!(sink.calls(), 1, "after WouldBlock the fan-out stops trying");
+    assert_eq!(drain(&mut sub), vec![p(40), p(80)]);
+}
+
+#[tokio::test]
+async fn overflow_keeps_a_frame_a_direct_write_started() {
+    let sink = MemSink::with_room(10);
+    let hub = Hub::new(HubConfig {
+        queue_max_ms: 100,
+        ..config()
+    });
+    let publisher = hub.publish(KEY).unwrap();
+    publisher.send(key(0));
+    let mut sub = hub.subscribe(KEY);
+    assert_eq!(drain(&mut sub), vec![k(0)]);
+    sub.set_direct_sink(sink.clone());
+    park(&mut sub);
+    publisher.send(inter(40)); // partially written
+    for ts in [80, 120, 160] {
+        publisher.send(inter(ts)); // overflows: all but the started frame go
+    }
+    let mut out = Vec::new();
+    assert_eq!(sub.recv(&mut out, 16).await, Ok(10));
+    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
+    assert_eq!(sigs, vec![p(40)]);
+    assert!(sub.dropped() > 0);
 }

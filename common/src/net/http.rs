@@ -177,7 +177,8 @@ fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Insta
                 }
             };
             match got {
-                Ok(()) => {
+                // No direct sink here: nothing was written ahead.
+                Ok(_) => {
                     if let Some(t) = st.first_frame.take() {
                         metrics::histogram!(metric::FIRST_FRAME, "protocol" => "http-flv")
                             .record(t.elapsed().as_secs_f64());

@@ -2,11 +2,13 @@
 //! publish and play to the `Node`, pumps frames from the hub to players in batches.
 //! Must not parse RTMP itself: that is `crate::rtmp`.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
@@ -14,10 +16,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::clients::{ClientInfo, ClientRole};
-use super::io::{StallTimeout, write_all_vectored};
+use super::io::{SharedStream, StallTimeout, write_all_vectored};
 use super::{NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use crate::flv;
-use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
+use crate::media::{
+    CloseReason, DirectSink, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot,
+};
 use crate::rtmp::chunk::encode_message;
 use crate::rtmp::message::type_id;
 use crate::rtmp::{
@@ -120,7 +124,7 @@ pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, task
 }
 
 struct Conn {
-    sock: StallTimeout<TcpStream>,
+    sock: StallTimeout<SharedStream>,
     session: ServerSession,
     buf: BytesMut,
 }
@@ -137,7 +141,7 @@ impl Conn {
     async fn read_some(&mut self) -> Result<bool, ConnError> {
         self.buf.clear();
         self.buf.reserve(64 * 1024);
-        let n = self.sock.read_buf(&mut self.buf).await?;
+        let n = self.sock.get_ref().read_buf(&mut self.buf).await?;
         if n == 0 {
             return Ok(false);
         }
@@ -159,7 +163,7 @@ async fn handle<N: Node>(
         ..ServerConfig::default()
     };
     let mut conn = Conn {
-        sock: StallTimeout::new(sock, ctx.limits.write_timeout),
+        sock: StallTimeout::new(SharedStream::new(sock), ctx.limits.write_timeout),
         session: ServerSession::new(config),
         buf: BytesMut::new(),
     };
@@ -303,7 +307,7 @@ async fn start_play<N: Node>(
         req.key(),
         req.peer.clone(),
     );
-    set_send_buffer(conn.sock.get_ref(), ctx.limits.send_buffer);
+    set_send_buffer(conn.sock.get_ref().get_ref(), ctx.limits.send_buffer);
     conn.session.accept_play(stream_id, &req.name);
     conn.flush().await?;
     // No span of its own: entering one on every poll of every player costs ~1.5% of the
@@ -401,6 +405,45 @@ async fn publish_loop<N: Node>(
     }
 }
 
+/// A player's socket lent to the fan-out (`DirectSink`): frames go out in their shared RTMP
+/// wire form, and the bytes are counted here until the player's task books them.
+struct RtmpSink {
+    sock: SharedStream,
+    sent: AtomicU64,
+}
+
+impl DirectSink for RtmpSink {
+    fn wire<'a>(&self, frame: &'a MediaFrame) -> &'a Bytes {
+        rtmp_wire(frame)
+    }
+
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.sock.try_send(bufs)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Bytes sent to one player, booked to the metrics, the client table and the stream's stats
+/// once a second rather than on every write.
+struct Egress<'a> {
+    counter: metrics::Counter,
+    client: &'a ClientInfo,
+    stream: &'a crate::media::Stream,
+    sink: Arc<RtmpSink>,
+}
+
+impl Egress<'_> {
+    fn book(&self, own: u64) {
+        let n = own + self.sink.sent.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            crate::telemetry::count_egress(&self.counter, n);
+            self.client.add_bytes(n);
+            self.stream.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn play_loop<N: Node>(
     conn: &mut Conn,
     mut sub: Subscriber,
@@ -409,21 +452,85 @@ async fn play_loop<N: Node>(
     ctx: &NetContext<N>,
     asked: Instant,
 ) -> Result<(), ConnError> {
-    let mut first_frame = Some(asked);
     let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "rtmp"));
-    let sent = metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp");
+    let stream = sub.stream().clone();
+    let egress = Egress {
+        counter: metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp"),
+        client,
+        stream: &stream,
+        sink: Arc::new(RtmpSink {
+            sock: conn.sock.get_ref().clone(),
+            sent: AtomicU64::new(0),
+        }),
+    };
+    let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(ctx.limits.batch_frames);
+    let result = play_frames(
+        conn,
+        &mut sub,
+        &mut frames,
+        client,
+        stream_id,
+        ctx,
+        asked,
+        &egress,
+    )
+    .await;
+    // Take the socket back from the fan-out before the last words (an onStatus) go out, and
+    // finish any frame a direct write started, so that they arrive well-formed.
+    if result.is_ok() {
+        let written = sub.try_recv(&mut frames, 0);
+        if written > 0 {
+            let mut bufs = Vec::new();
+            push_wire_after(&mut bufs, &frames, written);
+            let _ = timeout(
+                ctx.limits.write_timeout,
+                write_all_vectored(&mut conn.sock, &bufs),
+            )
+            .await;
+        }
+    }
+    egress.book(0);
+    result
+}
+
+/// Appends the RTMP wire forms of `frames` minus their first `written` bytes.
+fn push_wire_after(bufs: &mut Vec<Bytes>, frames: &[Arc<MediaFrame>], mut written: usize) {
+    for f in frames {
+        let wire = rtmp_wire(f);
+        let skip = written.min(wire.len());
+        written -= skip;
+        if skip < wire.len() {
+            bufs.push(wire.slice(skip..));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn play_frames<N: Node>(
+    conn: &mut Conn,
+    sub: &mut Subscriber,
+    frames: &mut Vec<Arc<MediaFrame>>,
+    client: &ClientInfo,
+    stream_id: u32,
+    ctx: &NetContext<N>,
+    asked: Instant,
+    egress: &Egress<'_>,
+) -> Result<(), ConnError> {
+    let mut first_frame = Some(asked);
     let slow_token = sub.cancelled();
     let batch = ctx.limits.batch_frames;
-    let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(batch);
     let mut bufs: Vec<Bytes> = Vec::with_capacity(batch + 1);
     // Created once: a cancellation future registers with its token when made, which costs
-    // more than the poll itself on a loop that runs once per video frame.
+    // more than the poll itself.
     let shutdown = ctx.shutdown.cancelled();
     let kicked = client.kick.cancelled();
     let too_slow = slow_token.cancelled();
     tokio::pin!(shutdown, kicked, too_slow);
+    let mut book = tokio::time::interval(std::time::Duration::from_secs(1));
+    book.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        // Bytes of the taken frames that a direct write already sent.
+        let written = tokio::select! {
             biased;
             _ = &mut shutdown => {
                 conn.session.end_play(stream_id, "NetStream.Play.Stop", "server shutting down");
@@ -443,33 +550,44 @@ async fn play_loop<N: Node>(
                         return Ok(());
                     }
                 }
-                conn.flush().await?;
+                // Our reply (an acknowledgement, a ping) shares the socket with the fan-out.
+                sub.try_recv(frames, batch)
             }
-            r = sub.recv(&mut frames, batch) => {
-                if let Err(reason) = r {
-                    return end_play(conn, stream_id, reason, &sub);
-                }
-                bufs.clear();
-                bufs.extend(conn.session.take_output());
-                bufs.extend(frames.drain(..).map(|f| rtmp_wire(&f).clone()));
-                let n: usize = bufs.iter().map(|b| b.len()).sum();
-                // The socket fails a write that stalls for the write timeout (StallTimeout):
-                // no timer is armed unless the socket is full.
-                tokio::select! {
-                    r = write_all_vectored(&mut conn.sock, &bufs) => r.map_err(stall_error)?,
-                    _ = &mut too_slow => {
-                        info!(stream = %sub.stream().key(), dropped = sub.dropped(), "player too slow, disconnected");
-                        return Err(ConnError::TooSlow);
-                    }
-                }
-                crate::telemetry::count_egress(&sent, n as u64);
-                client.add_bytes(n as u64);
-                sub.stream().stats.bytes_out.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                if let Some(t) = first_frame.take() {
-                    metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
-                        .record(t.elapsed().as_secs_f64());
-                }
+            r = sub.recv(frames, batch) => match r {
+                Ok(written) => written,
+                Err(reason) => return end_play(conn, stream_id, reason, sub),
+            },
+            _ = book.tick() => {
+                egress.book(0);
+                continue;
             }
+        };
+        bufs.clear();
+        push_wire_after(&mut bufs, frames, written);
+        bufs.extend(conn.session.take_output());
+        let had_media = !frames.is_empty();
+        frames.clear();
+        let n: usize = bufs.iter().map(|b| b.len()).sum();
+        if n == 0 {
+            continue;
+        }
+        // The socket fails a write that stalls for the write timeout (StallTimeout): no timer
+        // is armed unless the socket is full. Biased: a write that completes at once never
+        // polls the too-slow token.
+        tokio::select! {
+            biased;
+            r = write_all_vectored(&mut conn.sock, &bufs) => r.map_err(stall_error)?,
+            _ = &mut too_slow => {
+                info!(stream = %sub.stream().key(), dropped = sub.dropped(), "player too slow, disconnected");
+                return Err(ConnError::TooSlow);
+            }
+        }
+        egress.book(n as u64);
+        if had_media && let Some(t) = first_frame.take() {
+            metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
+                .record(t.elapsed().as_secs_f64());
+            // From now on, while this player keeps up, the fan-out writes to it directly.
+            sub.set_direct_sink(egress.sink.clone());
         }
     }
 }
