@@ -381,7 +381,9 @@ impl ChunkDecoder {
         }
 
         let payload = match plan.buffer_to {
-            None => data.freeze(),
+            // Copied, not sliced: a slice would keep the whole input buffer it came from
+            // alive for as long as the message lives (a GOP cache holds thousands of them).
+            None => Bytes::copy_from_slice(&data),
             Some(capacity) => {
                 if stream.partial.capacity() < capacity {
                     // Exact-size reallocation (BytesMut::reserve could double past the limits).
@@ -485,15 +487,7 @@ pub fn encode_message(
     let payload = payload.get(..MAX_MESSAGE_LEN as usize).unwrap_or(payload);
     let extended = timestamp >= EXTENDED_TIMESTAMP;
     out.reserve(encoded_len(chunk_size, csid, timestamp, payload.len()));
-
-    put_basic_header(out, 0, csid);
-    out.put_uint(u64::from(timestamp.min(EXTENDED_TIMESTAMP)), 3);
-    out.put_uint(payload.len() as u64, 3);
-    out.put_u8(type_id);
-    out.put_u32_le(stream_id);
-    if extended {
-        out.put_u32(timestamp);
-    }
+    encode_first_header(csid, timestamp, type_id, stream_id, payload.len(), out);
     let mut chunks = payload.chunks(chunk_size as usize);
     if let Some(first) = chunks.next() {
         out.put_slice(first);
@@ -504,6 +498,28 @@ pub fn encode_message(
             out.put_u32(timestamp);
         }
         out.put_slice(chunk);
+    }
+}
+
+/// The type-0 chunk header that starts a message of `payload_len` bytes (clamped like
+/// `encode_message`): followed by the payload, it is the whole message when the payload fits
+/// one chunk.
+pub fn encode_first_header(
+    csid: u32,
+    timestamp: u32,
+    type_id: u8,
+    stream_id: u32,
+    payload_len: usize,
+    out: &mut BytesMut,
+) {
+    let csid = csid.clamp(MIN_CSID, MAX_CSID);
+    put_basic_header(out, 0, csid);
+    out.put_uint(u64::from(timestamp.min(EXTENDED_TIMESTAMP)), 3);
+    out.put_uint(payload_len.min(MAX_MESSAGE_LEN as usize) as u64, 3);
+    out.put_u8(type_id);
+    out.put_u32_le(stream_id);
+    if timestamp >= EXTENDED_TIMESTAMP {
+        out.put_u32(timestamp);
     }
 }
 
