@@ -331,7 +331,10 @@ impl Run {
         self.rebase.new_upstream();
         let mut idle_tick = tokio::time::interval(Duration::from_millis(500));
         loop {
+            // Biased, upstream first: while frames are buffered the other branches are not
+            // even polled (they are, every time the upstream socket runs dry).
             tokio::select! {
+                biased;
                 ev = pull.next() => match ev {
                     Ok(PullEvent::Started) => {
                         info!(parent: &attempt_span, "upstream playing");

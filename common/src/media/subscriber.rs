@@ -51,8 +51,9 @@ impl CloseReason {
 /// A player's socket that the fan-out may write to directly while the player keeps up.
 /// Implemented by protocol adapters.
 pub trait DirectSink: Send + Sync {
-    /// This protocol's wire form of `frame`.
-    fn wire<'a>(&self, frame: &'a MediaFrame) -> &'a Bytes;
+    /// This protocol's wire form of `frame`, in up to two parts (either may be empty): a
+    /// header and the frame's own payload need no copy.
+    fn wire<'a>(&self, frame: &'a MediaFrame) -> [&'a Bytes; 2];
     /// Writes what the socket takes now, without blocking (`WouldBlock` if nothing).
     fn try_write(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize>;
 }
@@ -270,13 +271,15 @@ impl Queue {
             self.direct = false;
             return false;
         }
-        let mut slices = [IoSlice::new(&[]); DIRECT_MAX_FRAMES];
+        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MAX_FRAMES];
         let mut total = 0;
-        let count = frames.len() + 1;
-        for (slot, f) in slices.iter_mut().zip(frames.iter().chain([frame])) {
-            let wire = sink.wire(f);
-            total += wire.len();
-            *slot = IoSlice::new(wire);
+        let mut count = 0;
+        for part in frames.iter().chain([frame]).flat_map(|f| sink.wire(f)) {
+            if !part.is_empty() {
+                slices[count] = IoSlice::new(part);
+                total += part.len();
+                count += 1;
+            }
         }
         match sink.try_write(&slices[..count]) {
             Ok(n) if n == total => {
@@ -290,7 +293,7 @@ impl Queue {
                     .chain([frame])
                     .take_while(|f| {
                         let before = start;
-                        start += sink.wire(f).len();
+                        start += sink.wire(f).iter().map(|p| p.len()).sum::<usize>();
                         before < n
                     })
                     .count();

@@ -752,9 +752,11 @@ impl MemSink {
     }
 }
 
+static NOTHING: Bytes = Bytes::new();
+
 impl super::DirectSink for MemSink {
-    fn wire<'a>(&self, frame: &'a MediaFrame) -> &'a Bytes {
-        &frame.payload
+    fn wire<'a>(&self, frame: &'a MediaFrame) -> [&'a Bytes; 2] {
+        [&frame.payload, &NOTHING]
     }
     fn try_write(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
         use std::sync::atomic::Ordering::SeqCst;

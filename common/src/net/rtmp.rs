@@ -22,7 +22,7 @@ use crate::flv;
 use crate::media::{
     CloseReason, DirectSink, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot,
 };
-use crate::rtmp::chunk::encode_message;
+use crate::rtmp::chunk::{encode_first_header, encode_message};
 use crate::rtmp::message::type_id;
 use crate::rtmp::{
     CSID_AUDIO, CSID_DATA, CSID_VIDEO, STREAM_ID, ServerConfig, ServerEvent, ServerSession,
@@ -30,8 +30,10 @@ use crate::rtmp::{
 };
 use crate::telemetry::metric;
 
-/// Outbound chunk size of every player connection: fixed so one encoded message serves all.
-pub const PLAY_CHUNK_SIZE: u32 = 4096;
+/// Outbound chunk size of every player connection: fixed, so that one encoding of a frame
+/// serves every player, and large (SRS's default), so that nearly every frame is one chunk:
+/// a header plus the frame's own payload, nothing copied, a cached GOP held once.
+pub const PLAY_CHUNK_SIZE: u32 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -62,26 +64,36 @@ impl ConnError {
     }
 }
 
-/// The RTMP message a frame becomes for every player (built once per frame).
-pub fn rtmp_wire(frame: &MediaFrame) -> &Bytes {
-    frame.wire(WireSlot::Rtmp, |f| {
+static NO_BYTES: Bytes = Bytes::new();
+
+/// The RTMP message a frame becomes for every player, in two parts built once per frame: its
+/// chunk header and its payload when it fits one chunk, else the whole chunked message and
+/// nothing.
+pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 2] {
+    let single = frame.payload.len() <= PLAY_CHUNK_SIZE as usize;
+    let first = frame.wire(WireSlot::Rtmp, |f| {
         let (csid, tid) = match f.kind {
             FrameKind::Audio => (CSID_AUDIO, type_id::AUDIO),
             FrameKind::Video => (CSID_VIDEO, type_id::VIDEO),
             FrameKind::Data => (CSID_DATA, type_id::DATA_AMF0),
         };
-        let mut out = BytesMut::with_capacity(f.payload.len() + 64);
-        encode_message(
-            PLAY_CHUNK_SIZE,
-            csid,
-            f.timestamp_ms,
-            tid,
-            STREAM_ID,
-            &f.payload,
-            &mut out,
-        );
+        let mut out = BytesMut::new();
+        if single {
+            encode_first_header(
+                csid,
+                f.timestamp_ms,
+                tid,
+                STREAM_ID,
+                f.payload.len(),
+                &mut out,
+            );
+        } else {
+            let (ts, payload) = (f.timestamp_ms, &f.payload);
+            encode_message(PLAY_CHUNK_SIZE, csid, ts, tid, STREAM_ID, payload, &mut out);
+        }
         out.freeze()
-    })
+    });
+    [first, if single { &frame.payload } else { &NO_BYTES }]
 }
 
 /// Accepts RTMP connections until shutdown; each runs in its own task tracked by `tasks`.
@@ -347,25 +359,39 @@ async fn publish_loop<N: Node>(
     let idle = ctx.limits.publish_idle_timeout;
     let mut last_media = Instant::now();
     let received = metrics::counter!(metric::BYTES_RECEIVED, "protocol" => "rtmp");
+    // Made once, not per read (a publisher's socket is read ~70 times a second): the
+    // cancellation futures, and one idle timer re-armed only when it fires.
+    let shutdown = ctx.shutdown.cancelled();
+    let api_kick = client.kick.cancelled();
+    let taken_over = publisher.kicked().cancelled();
+    let idle_timer = sleep_until(last_media + idle);
+    tokio::pin!(shutdown, api_kick, taken_over, idle_timer);
     loop {
         let more = tokio::select! {
-            _ = ctx.shutdown.cancelled() => {
+            biased;
+            _ = &mut shutdown => {
                 conn.session.end_publish(stream_id, "NetStream.Unpublish.Success", "server shutting down");
                 return Ok(());
             }
-            _ = sleep_until(last_media + idle) => return Err(ConnError::PublishIdle),
-            _ = client.kick.cancelled() => {
+            _ = &mut api_kick => {
                 info!("publisher kicked by the API");
                 metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
                 conn.session.end_publish(stream_id, "NetStream.Publish.BadName", "kicked by an operator");
                 return Ok(());
             }
-            _ = publisher.kicked().cancelled() => {
+            _ = &mut taken_over => {
                 info!("publisher kicked");
                 conn.session.end_publish(stream_id, "NetStream.Publish.BadName", "stream taken over or kicked");
                 return Ok(());
             }
             r = conn.read_some() => r?,
+            _ = &mut idle_timer => {
+                if Instant::now() >= last_media + idle {
+                    return Err(ConnError::PublishIdle);
+                }
+                idle_timer.as_mut().reset(last_media + idle);
+                continue;
+            }
         };
         if !more {
             info!("publisher disconnected");
@@ -413,7 +439,7 @@ struct RtmpSink {
 }
 
 impl DirectSink for RtmpSink {
-    fn wire<'a>(&self, frame: &'a MediaFrame) -> &'a Bytes {
+    fn wire<'a>(&self, frame: &'a MediaFrame) -> [&'a Bytes; 2] {
         rtmp_wire(frame)
     }
 
@@ -495,12 +521,11 @@ async fn play_loop<N: Node>(
 
 /// Appends the RTMP wire forms of `frames` minus their first `written` bytes.
 fn push_wire_after(bufs: &mut Vec<Bytes>, frames: &[Arc<MediaFrame>], mut written: usize) {
-    for f in frames {
-        let wire = rtmp_wire(f);
-        let skip = written.min(wire.len());
+    for part in frames.iter().flat_map(|f| rtmp_wire(f)) {
+        let skip = written.min(part.len());
         written -= skip;
-        if skip < wire.len() {
-            bufs.push(wire.slice(skip..));
+        if skip < part.len() {
+            bufs.push(part.slice(skip..));
         }
     }
 }
@@ -622,6 +647,52 @@ fn end_play(
         CloseReason::TooSlow => {
             info!(stream = %sub.stream().key(), dropped = sub.dropped(), "player too slow, disconnected");
             Err(ConnError::TooSlow)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two parts, end to end, are exactly the message `encode_message` would write.
+    #[test]
+    fn wire_parts_make_the_whole_chunked_message() {
+        let cases = [
+            (FrameKind::Audio, 40, 200),
+            (FrameKind::Video, 80, PLAY_CHUNK_SIZE as usize),
+            (FrameKind::Video, 120, PLAY_CHUNK_SIZE as usize + 1),
+            (FrameKind::Video, 0x0100_0000, 150_000),
+            (FrameKind::Data, 0x0100_0000, 30),
+        ];
+        for (kind, ts, len) in cases {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let frame = MediaFrame::new(kind, ts, false, false, Bytes::from(payload.clone()));
+            let [a, b] = rtmp_wire(&frame);
+            let (csid, tid) = match kind {
+                FrameKind::Audio => (CSID_AUDIO, type_id::AUDIO),
+                FrameKind::Video => (CSID_VIDEO, type_id::VIDEO),
+                FrameKind::Data => (CSID_DATA, type_id::DATA_AMF0),
+            };
+            let mut expected = BytesMut::new();
+            encode_message(
+                PLAY_CHUNK_SIZE,
+                csid,
+                ts,
+                tid,
+                STREAM_ID,
+                &payload,
+                &mut expected,
+            );
+            assert_eq!(
+                [&a[..], &b[..]].concat(),
+                &expected[..],
+                "{kind:?} {len} bytes"
+            );
+            // One chunk: the payload is the frame's own, not a copy.
+            if len <= PLAY_CHUNK_SIZE as usize {
+                assert_eq!(b.as_ptr(), frame.payload.as_ptr());
+            }
         }
     }
 }
