@@ -6,9 +6,10 @@
 #   QUICK=1 bench/run.sh         # tiny loads and windows: checks the script in ~3 minutes
 #
 # Knobs (environment): WINDOW (s, default 12), WARMUP (s, 4), BITRATE (2m), FANOUT
-# ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000"), SERVER_CPUS (1), LOADGEN_CPUS (0),
-# BASE (port base, 23000), RESULTS (dir for JSON/logs), OUT (BENCHMARKS.md), SKIP_NGINX=1,
-# PROFILE=0 (skip the perf profile), LIVECDN_REV (the revision to report, default from git),
+# ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000"), REPEAT (3) runs per server of each of
+# REPEAT_FANOUT ("1000 3000"), alternating servers (the headline takes medians),
+# SERVER_CPUS (1), LOADGEN_CPUS (0), BASE (port base, 23000), RESULTS (dir for JSON/logs),
+# OUT (BENCHMARKS.md), SKIP_NGINX=1, PROFILE=0 (skip the perf profile), LIVECDN_REV (the revision to report, default from git),
 # SCENARIOS (default "fanout relay cold many stall workers profile"), REV (benchmark a
 # commit instead of the working tree), QUIET_MAX / UNATTRIBUTED_MAX / RETRIES (shared machine).
 set -euo pipefail
@@ -16,12 +17,12 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 # How this run was started (the knobs that were set), for the report.
-INVOCATION="$(for v in REV QUICK SCENARIOS WINDOW WARMUP BITRATE FPS GOP FANOUT FLV_FANOUT SERVER_CPUS \
+INVOCATION="$(for v in REV QUICK SCENARIOS WINDOW WARMUP BITRATE FPS GOP FANOUT FLV_FANOUT REPEAT REPEAT_FANOUT SERVER_CPUS \
   LOADGEN_CPUS SKIP_NGINX PROFILE STALL_WINDOW; do [ -n "${!v+x}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bench/run.sh"
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   WINDOW=${WINDOW:-3}; WARMUP=${WARMUP:-1}; FANOUT=${FANOUT:-"50 100"}; FLV_FANOUT=${FLV_FANOUT:-"50"}
-  STALL_WINDOW=${STALL_WINDOW:-5}; MANY_STREAMS=${MANY_STREAMS:-10}; COLD_STREAMS=${COLD_STREAMS:-4}
+  STALL_WINDOW=${STALL_WINDOW:-5}; REPEAT=${REPEAT:-2}; REPEAT_FANOUT=${REPEAT_FANOUT-"100"}; MANY_STREAMS=${MANY_STREAMS:-10}; COLD_STREAMS=${COLD_STREAMS:-4}
   RELAY_PLAYERS=${RELAY_PLAYERS:-20}; STALL_PLAYERS=${STALL_PLAYERS:-50}; WORKERS_PLAYERS=${WORKERS_PLAYERS:-100}
   PROFILE_PLAYERS=${PROFILE_PLAYERS:-100}
   OUT=${OUT:-$ROOT/target/bench-quick/BENCHMARKS.md}
@@ -33,6 +34,8 @@ FPS=${FPS:-25}
 GOP=${GOP:-50}
 FANOUT=${FANOUT-"500 1000 2000 3000"}
 FLV_FANOUT=${FLV_FANOUT-"1000 3000"}
+REPEAT=${REPEAT:-3}                       # runs of each REPEAT_FANOUT size, per server
+REPEAT_FANOUT=${REPEAT_FANOUT-"1000 3000"}
 RELAY_PLAYERS=${RELAY_PLAYERS:-200}
 COLD_STREAMS=${COLD_STREAMS:-20}
 MANY_STREAMS=${MANY_STREAMS:-200}
@@ -176,7 +179,7 @@ events { worker_connections 20000; }
 rtmp {
   server {
     listen 127.0.0.1:$2;
-    chunk_size 4096;
+    chunk_size 60000;
     application live { $app }
   }
 }
@@ -289,10 +292,16 @@ O=127.0.0.1:$O_RTMP; E=127.0.0.1:$E_RTMP; NO=127.0.0.1:$NO_RTMP; NE=127.0.0.1:$N
 # (a) fan-out on one edge.
 if want fanout; then
   for n in $FANOUT; do
-    run_on ours "fanout-ours-rtmp-$n" "${COMMON[@]}" --players "$n" --ramp 500 \
-      --publish "rtmp://$O/live/fan$n" --play "rtmp://$E/live/fan$n"
-    theirs_enabled && run_on nginx "fanout-nginx-rtmp-$n" "${COMMON[@]}" --players "$n" --ramp 500 \
-      --publish "rtmp://$NO/live/fan$n" --play "rtmp://$NE/live/fan$n"
+    # The headline's sizes run REPEAT times, alternating servers: the report takes medians.
+    reps=1
+    [[ " $REPEAT_FANOUT " == *" $n "* ]] && reps=$REPEAT
+    for r in $(seq 1 "$reps"); do
+      sfx=""; [ "$r" -gt 1 ] && sfx="-r$r"
+      run_on ours "fanout-ours-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
+        --publish "rtmp://$O/live/fan$n" --play "rtmp://$E/live/fan$n"
+      theirs_enabled && run_on nginx "fanout-nginx-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
+        --publish "rtmp://$NO/live/fan$n" --play "rtmp://$NE/live/fan$n"
+    done
   done
   for n in $FLV_FANOUT; do
     run_on ours "fanout-ours-flv-$n" "${COMMON[@]}" --players "$n" --ramp 500 \

@@ -76,6 +76,18 @@ impl Results {
             .filter(|s| !s.trim().is_empty())
     }
 
+    /// Runs `name`, `name-r2`, `name-r3`, ...: repeats of one configuration, in run order.
+    fn repeats(&self, name: &str) -> Vec<&Report> {
+        let mut v: Vec<&Report> = self.get(name).into_iter().collect();
+        for k in 2.. {
+            match self.get(&format!("{name}-r{k}")) {
+                Some(r) => v.push(r),
+                None => break,
+            }
+        }
+        v
+    }
+
     /// Player counts N of runs named `{prefix}{N}`, ascending.
     fn sizes(&self, prefix: &str) -> Vec<usize> {
         let mut v: Vec<usize> = self
@@ -158,6 +170,17 @@ fn per_gbps(cpu: f64, r: &Report) -> f64 {
         f64::NAN
     } else {
         cpu / r.delivered_gbps
+    }
+}
+
+/// The median of the finite values (NaN if none).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
@@ -314,25 +337,51 @@ fn render(res: &Results) -> String {
                 );
             };
             let sc = &res.server_cpus;
-            let mut points = vec![(n, a, b)];
+            let mut points = vec![n];
             if max_n != n {
-                points.push((max_n, am, bm));
+                points.push(max_n);
             }
-            for (k, x, y) in points {
+            let mut repeats = String::new();
+            for k in points {
+                let ours = res.repeats(&format!("fanout-ours-rtmp-{k}"));
+                let theirs = res.repeats(&format!("fanout-nginx-rtmp-{k}"));
+                let runs = if ours.len() > 1 || theirs.len() > 1 {
+                    format!(", median of {} / {} runs", ours.len(), theirs.len())
+                } else {
+                    String::new()
+                };
+                let total = |r: &&Report| per_gbps(edge_total(r, sc), r);
+                let process = |r: &&Report| cpu_per_gbps(r);
                 row(
                     &mut o,
-                    format!("edge CPU per delivered Gbit/s, incl. kernel softirq ({k} players)"),
-                    per_gbps(edge_total(x, sc), x),
-                    per_gbps(edge_total(y, sc), y),
+                    format!(
+                        "edge CPU per delivered Gbit/s, incl. kernel softirq ({k} players{runs})"
+                    ),
+                    median(ours.iter().map(total).collect()),
+                    median(theirs.iter().map(total).collect()),
                     "% of a core",
                 );
                 row(
                     &mut o,
-                    format!("edge CPU per delivered Gbit/s, edge process only ({k} players)"),
-                    cpu_per_gbps(x),
-                    cpu_per_gbps(y),
+                    format!("edge CPU per delivered Gbit/s, edge process only ({k} players{runs})"),
+                    median(ours.iter().map(process).collect()),
+                    median(theirs.iter().map(process).collect()),
                     "% of a core",
                 );
+                if !runs.is_empty() {
+                    let list = |v: &[&Report]| {
+                        v.iter()
+                            .map(|r| f2(total(r)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let _ = write!(
+                        repeats,
+                        "{k} players: livecdn {}; nginx-rtmp {}. ",
+                        list(&ours),
+                        list(&theirs)
+                    );
+                }
             }
             row(
                 &mut o,
@@ -419,6 +468,15 @@ fn render(res: &Results) -> String {
                 );
             }
             let _ = writeln!(o);
+            if !repeats.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "Edge CPU per delivered Gbit/s (incl. softirq, % of a core) in every run, in \
+                     the order run, the servers alternating: {}The medians above smooth out \
+                     this shared machine's drift; the other rows come from the first run.\n",
+                    repeats
+                );
+            }
         }
     } else {
         let _ = writeln!(o, "(no fan-out run against both servers)\n");
@@ -475,7 +533,8 @@ fn render(res: &Results) -> String {
         "- **Clusters.** livecdn: etcd, one `origin`, one `edge --etcd` (release build, default \
          settings). nginx-rtmp: an origin (`live on`) and an edge (`live on; pull \
          rtmp://origin/live`), one worker each (`worker_processes 1`, `daemon off`), \
-         `chunk_size 4096` like livecdn, everything else default. All on 127.0.0.1; servers are \
+         `chunk_size 60000` like livecdn's players (nginx-rtmp's default is 4096), everything \
+         else default. All on 127.0.0.1; servers are \
          restarted for every run.\n\
          - **CPU pinning.** This machine has {} CPUs and the load generator needs one of them. \
          Servers (etcd, origins, edges) run with `taskset -c {}`, the load generator with \
