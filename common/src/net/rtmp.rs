@@ -490,17 +490,7 @@ async fn play_loop<N: Node>(
         }),
     };
     let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(ctx.limits.batch_frames);
-    let result = play_frames(
-        conn,
-        &mut sub,
-        &mut frames,
-        client,
-        stream_id,
-        ctx,
-        asked,
-        &egress,
-    )
-    .await;
+    let result = play_frames(conn, &mut sub, &mut frames, stream_id, ctx, asked, &egress).await;
     // Take the socket back from the fan-out before the last words (an onStatus) go out, and
     // finish any frame a direct write started, so that they arrive well-formed.
     if result.is_ok() {
@@ -508,11 +498,8 @@ async fn play_loop<N: Node>(
         if written > 0 {
             let mut bufs = Vec::new();
             push_wire_after(&mut bufs, &frames, written);
-            let _ = timeout(
-                ctx.limits.write_timeout,
-                write_all_vectored(&mut conn.sock, &bufs),
-            )
-            .await;
+            // Bounded by the socket's stall timeout.
+            let _ = write_all_vectored(&mut conn.sock, &bufs).await;
         }
     }
     egress.book(0);
@@ -530,12 +517,10 @@ fn push_wire_after(bufs: &mut Vec<Bytes>, frames: &[Arc<MediaFrame>], mut writte
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn play_frames<N: Node>(
     conn: &mut Conn,
     sub: &mut Subscriber,
     frames: &mut Vec<Arc<MediaFrame>>,
-    client: &ClientInfo,
     stream_id: u32,
     ctx: &NetContext<N>,
     asked: Instant,
@@ -548,7 +533,7 @@ async fn play_frames<N: Node>(
     // Created once: a cancellation future registers with its token when made, which costs
     // more than the poll itself.
     let shutdown = ctx.shutdown.cancelled();
-    let kicked = client.kick.cancelled();
+    let kicked = egress.client.kick.cancelled();
     let too_slow = slow_token.cancelled();
     tokio::pin!(shutdown, kicked, too_slow);
     let mut book = tokio::time::interval(std::time::Duration::from_secs(1));
