@@ -166,9 +166,10 @@ stop_ours() {
 # --- nginx-rtmp: origin + edge (pull) -------------------------------------------------------------
 NO_RTMP=$((BASE + 101)); NE_RTMP=$((BASE + 111))
 NGINX_O_MASTER=""; NGINX_E_MASTER=""; NGINX_O=""; NGINX_E=""
-nginx_conf() { # dir port [pull-from-port]
-  local app="live on;"
+nginx_conf() { # dir port [pull-from-port] [chunk size]
+  local app="live on;" chunk=""
   [ -n "${3:-}" ] && app="live on; pull rtmp://127.0.0.1:$3/live;"
+  [ -n "${4:-}" ] && chunk="chunk_size $4;"
   cat >"$1/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 worker_processes 1;
@@ -179,7 +180,7 @@ events { worker_connections 20000; }
 rtmp {
   server {
     listen 127.0.0.1:$2;
-    chunk_size 60000;
+    $chunk
     application live { $app }
   }
 }
@@ -193,15 +194,15 @@ worker_of() { # master pid
   done
   echo "no nginx worker under $1" >&2; return 1
 }
-start_nginx() {
+start_nginx() { # [chunk size; default: nginx-rtmp's own, 4096]
   mkdir -p "$WORK/nginx-origin" "$WORK/nginx-edge"
-  nginx_conf "$WORK/nginx-origin" $NO_RTMP
-  nginx_conf "$WORK/nginx-edge" $NE_RTMP $NO_RTMP
+  nginx_conf "$WORK/nginx-origin" $NO_RTMP "" "${1:-}"
+  nginx_conf "$WORK/nginx-edge" $NE_RTMP $NO_RTMP "${1:-}"
   for role in origin edge; do
     local dir=$WORK/nginx-$role
     local cmd=(taskset -c "$SERVER_CPUS" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log")
     log_cmd "${cmd[*]}   # $dir/nginx.conf"
-    cp "$dir/nginx.conf" "$RESULTS/nginx-$role.conf"
+    [ -z "${1:-}" ] && cp "$dir/nginx.conf" "$RESULTS/nginx-$role.conf"
     "${cmd[@]}" >>"$LOGS/nginx-$role.log" 2>&1 &
     local m=$!; pids+=("$m")
     if [ $role = origin ]; then NGINX_O_MASTER=$m; else NGINX_E_MASTER=$m; fi
@@ -270,9 +271,10 @@ run_on() {
       ours) start_ours; p=("${OURS_PIDS[@]}") ;;
       ours-w*) start_ours "0,1" "${server#ours-w}"; p=("${OURS_PIDS[@]}") ;;
       nginx) start_nginx; p=("${NGINX_PIDS[@]}") ;;
+      nginx-chunk*) start_nginx "${server#nginx-chunk}"; p=("${NGINX_PIDS[@]}") ;;
     esac
     lg "$name" "$@" "${p[@]}"
-    if [ "$server" = nginx ]; then stop_nginx; else stop_ours; fi
+    if [[ $server == nginx* ]]; then stop_nginx; else stop_ours; fi
     u=$(unattributed "$RESULTS/$name.json"); u=${u:-0}
     if [ "$u" -le "$UNATTRIBUTED_MAX" ] || [ "$attempt" -ge "$RETRIES" ]; then
       [ "$u" -gt "$UNATTRIBUTED_MAX" ] && echo "$name: ${u}% of a core went to other programs (kept after $attempt attempts)" >>"$RESULTS/retries.txt"
@@ -301,6 +303,10 @@ if want fanout; then
         --publish "rtmp://$O/live/fan$n" --play "rtmp://$E/live/fan$n"
       theirs_enabled && run_on nginx "fanout-nginx-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
         --publish "rtmp://$NO/live/fan$n" --play "rtmp://$NE/live/fan$n"
+      # nginx-rtmp with the same outbound chunk size as livecdn's players (60000, not its
+      # default 4096), which makes it cheaper: reported beside the default configuration.
+      [ "$reps" -gt 1 ] && theirs_enabled && run_on nginx-chunk60000 "fanout-nginx60000-rtmp-$n$sfx" \
+        "${COMMON[@]}" --players "$n" --ramp 500 --publish "rtmp://$NO/live/fan$n" --play "rtmp://$NE/live/fan$n"
     done
   done
   for n in $FLV_FANOUT; do
@@ -427,7 +433,7 @@ END=$(date +%s)
   echo "stall_window_s=$STALL_WINDOW"
   echo "quick=$QUICK"
 } >"$RESULTS/meta.env"
-"$BIN/bench-report" --results "$RESULTS" --out "$OUT"
+"$BIN/bench-report" --results "$RESULTS" --out "$OUT" --tried "$ROOT/bench/tried.md"
 echo
 echo "results: $RESULTS   logs: $LOGS"
 echo "wrote $OUT"
