@@ -22,7 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi
 
-# Integration tests run the real binaries: build them first.
+# Integration tests run the real binaries: build them first (release too, for the README's
+# local cluster, so that its own build is a no-op while timing-sensitive tests run).
 cargo build --workspace --all-targets
+cargo build --release --bins
 # Each integration test starts its own nodes and ffmpeg processes; on 2 cores keep a few at once.
 cargo test --workspace -- --test-threads "${LIVECDN_TEST_THREADS:-3}"

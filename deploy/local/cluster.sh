@@ -16,6 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build --release --bins
+bin=${CARGO_TARGET_DIR:-target}/release
 
 BASE=${BASE:-19000}
 ETCD_PORT=$((BASE + 379))
@@ -45,7 +46,7 @@ for _ in $(seq 1 100); do
 done
 
 start() { # role index rtmp-port http-port
-  "./target/release/$1" --node-id "$1-$2" --etcd "$ETCD" \
+  "$bin/$1" --node-id "$1-$2" --etcd "$ETCD" \
     --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$4" >"$logs/$1-$2.log" 2>&1 &
   pids+=($!)
 }
