@@ -222,14 +222,25 @@ impl NodeProc {
 /// A minimal HTTP/1.1 GET (Connection: close), enough for JSON APIs and health checks.
 /// Status 0 if nothing listens there.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, Duration::from_secs(10))
+}
+
+/// A minimal HTTP/1.1 request without a body (Connection: close), waiting at most
+/// `read_timeout` for the response. Status 0 if nothing listens there.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    read_timeout: Duration,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut s) = TcpStream::connect(addr) else {
         return (0, String::new());
     };
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.set_read_timeout(Some(read_timeout)).ok();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
     let mut buf = Vec::new();

@@ -290,3 +290,25 @@ impl Watcher {
         )
     }
 }
+
+/// Waits until `node` serves `key` to a fresh RTMP player (a first video frame arrives);
+/// panics after 20 s.
+pub async fn wait_playable(node: &crate::NodeProc, key: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = tokio::time::timeout(
+            Duration::from_secs(4),
+            first_video_frame(node.rtmp, key, Duration::from_secs(4)),
+        )
+        .await;
+        if probe.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{key} never became playable on {}",
+            node.node_id
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

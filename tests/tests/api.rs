@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use harness::etcd::Etcd;
 use harness::rtmp::Client;
-use harness::{FfmpegPublisher, NodeProc, Proc, StreamSpec, free_port, require, wait_for};
+use harness::{
+    FfmpegPublisher, NodeProc, Proc, StreamSpec, free_port, http_request, require, wait_for,
+};
 use proto::control::control_client::ControlClient;
 use proto::control::{self as pb};
 use serde_json::Value;
@@ -31,29 +33,6 @@ fn json(node: &NodeProc, path: &str) -> Value {
     let (status, body) = node.http_get(path);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
-fn http_request(node: &NodeProc, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(node.http).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        buf.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
 }
 
 /// An HTTP-FLV player on a raw socket counting the bytes it reads until stopped or closed.
@@ -217,7 +196,12 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
         .find(|c| c["protocol"] == "rtmp")
         .and_then(|c| c["id"].as_u64())
         .expect("rtmp client id");
-    let (status, body) = http_request(&edge, "DELETE", &format!("/api/v1/clients/{rtmp_id}"));
+    let (status, body) = http_request(
+        edge.http,
+        "DELETE",
+        &format!("/api/v1/clients/{rtmp_id}"),
+        Duration::from_secs(60),
+    );
     assert_eq!(status, 200, "{body}");
     let end = Instant::now() + Duration::from_secs(5);
     while rtmp_player.next_media(end).await.is_some() {}
@@ -229,7 +213,12 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
         "the other player was disturbed"
     );
     assert!(!flv_player.closed.load(Ordering::Relaxed));
-    let (status, _) = http_request(&edge, "DELETE", &format!("/api/v1/clients/{rtmp_id}"));
+    let (status, _) = http_request(
+        edge.http,
+        "DELETE",
+        &format!("/api/v1/clients/{rtmp_id}"),
+        Duration::from_secs(60),
+    );
     assert_eq!(status, 404);
 }
 

@@ -6,25 +6,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
-use harness::rtmp::{Watcher, first_video_frame};
+use harness::rtmp::{Watcher, wait_playable};
 use harness::{FfmpegPublisher, Origin, StreamSpec, wait_for};
 
 async fn origin_with_stream(extra: &[&str], key: &str) -> (Origin, FfmpegPublisher) {
     let origin = Origin::start(extra);
     let publisher = FfmpegPublisher::start(&origin.rtmp_url(key), StreamSpec::default());
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let probe = tokio::time::timeout(
-            Duration::from_secs(3),
-            first_video_frame(origin.rtmp, key, Duration::from_secs(3)),
-        )
-        .await;
-        if probe.is_ok() {
-            break;
-        }
-        assert!(Instant::now() < end, "stream never came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_playable(&origin, key).await;
     (origin, publisher)
 }
 

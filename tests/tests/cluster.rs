@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{EtcdConfig, EtcdRegistry, Registry};
 use common::rtmp::ClientEvent;
 use harness::etcd::Etcd;
-use harness::rtmp::{Client, Watcher, first_video_frame};
+use harness::rtmp::{Client, Watcher, first_video_frame, wait_playable};
 use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, wait_for};
 
 const TTL: &str = "2s";
@@ -31,27 +31,6 @@ fn origin(etcd: &Etcd, extra: &[&str]) -> NodeProc {
 
 fn edge(etcd: &Etcd, extra: &[&str]) -> NodeProc {
     node("edge", etcd, extra)
-}
-
-/// Waits until `node` serves `key` to a fresh RTMP player.
-async fn wait_playable(node: &NodeProc, key: &str) {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let probe = tokio::time::timeout(
-            Duration::from_secs(4),
-            first_video_frame(node.rtmp, key, Duration::from_secs(4)),
-        )
-        .await;
-        if probe.is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{key} never became playable on {}",
-            node.node_id
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn inspect(etcd: &Etcd) -> std::sync::Arc<EtcdRegistry> {

@@ -6,32 +6,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::rtmp::ClientEvent;
-use harness::rtmp::{Client, first_video_frame};
+use harness::rtmp::{Client, first_video_frame, wait_playable};
 use harness::{FfmpegPublisher, Origin, StreamSpec, ffmpeg_decode_file, ffmpeg_play, require};
-
-/// Waits until the origin serves `key` (a player gets a first video frame).
-async fn wait_stream(origin: &Origin, key: &str) {
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end {
-        let probe = tokio::time::timeout(
-            Duration::from_secs(3),
-            first_video_frame(origin.rtmp, key, Duration::from_secs(3)),
-        )
-        .await;
-        if probe.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("stream {key} never came up");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publish_plays_over_rtmp_http_flv_and_rtmpdump() {
     require("rtmpdump");
     let origin = Origin::start(&[]);
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/cam"), StreamSpec::default());
-    wait_stream(&origin, "live/cam").await;
+    wait_playable(&origin, "live/cam").await;
 
     let rtmp_url = origin.rtmp_url("live/cam");
     let flv_url = origin.flv_url("live/cam");
@@ -91,7 +74,7 @@ async fn mid_stream_player_starts_on_a_keyframe_within_200ms() {
         ..StreamSpec::default()
     };
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/gop"), spec);
-    wait_stream(&origin, "live/gop").await;
+    wait_playable(&origin, "live/gop").await;
     for i in 0..5 {
         tokio::time::sleep(Duration::from_millis(370 + i * 130)).await;
         let (elapsed, frame) =
@@ -112,7 +95,7 @@ async fn mid_stream_player_starts_on_a_keyframe_within_200ms() {
 async fn second_publisher_is_refused_and_first_keeps_going() {
     let origin = Origin::start(&[]);
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/one"), StreamSpec::default());
-    wait_stream(&origin, "live/one").await;
+    wait_playable(&origin, "live/one").await;
 
     // A player that watches throughout.
     let mut watcher = Client::connect(origin.rtmp, "live").await.expect("connect");
@@ -205,7 +188,7 @@ async fn silent_publisher_is_dropped() {
 async fn sigterm_ends_players_cleanly_and_exits() {
     let mut origin = Origin::start(&["--shutdown-grace", "3s"]);
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/bye"), StreamSpec::default());
-    wait_stream(&origin, "live/bye").await;
+    wait_playable(&origin, "live/bye").await;
     let mut player = Client::connect(origin.rtmp, "live").await.expect("connect");
     player
         .play("bye", Instant::now() + Duration::from_secs(5))
@@ -255,7 +238,7 @@ async fn sigterm_ends_players_cleanly_and_exits() {
 async fn a_player_whose_socket_fills_gets_every_frame_whole() {
     let origin = Origin::start(&["--net-send-buffer", "4096"]);
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/tight"), StreamSpec::default());
-    wait_stream(&origin, "live/tight").await;
+    wait_playable(&origin, "live/tight").await;
     let mut c = Client::connect_slow_reader(origin.rtmp, "live", 4096, Duration::from_millis(5))
         .await
         .expect("connect");

@@ -398,26 +398,10 @@ impl Subscriber {
     pub fn close_reason(&self) -> Option<CloseReason> {
         lock(&self.shared.queue).closed
     }
-
-    /// Ends this subscription from outside (kick, shutdown).
-    pub fn closer(&self) -> SubscriberCloser {
-        SubscriberCloser(self.shared.clone())
-    }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        lock(&self.shared.queue).sink = None;
         self.stream.remove_subscriber(self.shared.id);
-    }
-}
-
-/// A handle that can end a subscription from another task.
-#[derive(Clone)]
-pub struct SubscriberCloser(Arc<SubShared>);
-
-impl SubscriberCloser {
-    pub fn close(&self, reason: CloseReason) {
-        self.0.close(reason);
     }
 }

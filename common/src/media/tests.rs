@@ -607,10 +607,12 @@ fn payload_bytes_are_shared_not_copied() {
     assert!(Arc::ptr_eq(&a[1], &b[0]));
 }
 
-/// A subscribe racing with the last unsubscribe must end up on the stream the hub holds, or a
-/// later publisher would feed a different stream and the player would wait forever.
-#[test]
-fn subscribe_racing_the_last_unsubscribe_stays_reachable() {
+/// Drops the only subscriber of a fresh hub's stream on one thread while `join` runs on
+/// another, 2000 times, and hands each hub and `join`'s result to `check`.
+fn race_the_last_unsubscribe<T: Send + 'static>(
+    join: fn(&Arc<Hub>) -> T,
+    check: impl Fn(&Arc<Hub>, T),
+) {
     for _ in 0..2_000 {
         let hub = Hub::new(config());
         let old = hub.subscribe(KEY);
@@ -626,42 +628,37 @@ fn subscribe_racing_the_last_unsubscribe_stays_reachable() {
             let (hub, barrier) = (hub.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                hub.subscribe(KEY)
+                join(&hub)
             })
         };
         dropper.join().unwrap();
-        let sub = joiner.join().unwrap();
-        let held = hub.get(KEY).expect("stream with a subscriber was removed");
-        assert!(Arc::ptr_eq(&held, sub.stream()));
+        check(&hub, joiner.join().unwrap());
     }
+}
+
+/// A subscribe racing with the last unsubscribe must end up on the stream the hub holds, or a
+/// later publisher would feed a different stream and the player would wait forever.
+#[test]
+fn subscribe_racing_the_last_unsubscribe_stays_reachable() {
+    race_the_last_unsubscribe(
+        |hub| hub.subscribe(KEY),
+        |hub, sub| {
+            let held = hub.get(KEY).expect("stream with a subscriber was removed");
+            assert!(Arc::ptr_eq(&held, sub.stream()));
+        },
+    );
 }
 
 /// Same for a publisher racing the last unsubscribe: players that come later must see it.
 #[test]
 fn publish_racing_the_last_unsubscribe_stays_reachable() {
-    for _ in 0..2_000 {
-        let hub = Hub::new(config());
-        let old = hub.subscribe(KEY);
-        let barrier = Arc::new(Barrier::new(2));
-        let dropper = {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                drop(old);
-            })
-        };
-        let joiner = {
-            let (hub, barrier) = (hub.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                hub.publish(KEY).unwrap()
-            })
-        };
-        dropper.join().unwrap();
-        let publisher = joiner.join().unwrap();
-        let held = hub.get(KEY).expect("published stream was removed");
-        assert!(Arc::ptr_eq(&held, publisher.stream()));
-    }
+    race_the_last_unsubscribe(
+        |hub| hub.publish(KEY).unwrap(),
+        |hub, publisher| {
+            let held = hub.get(KEY).expect("published stream was removed");
+            assert!(Arc::ptr_eq(&held, publisher.stream()));
+        },
+    );
 }
 
 #[tokio::test]
