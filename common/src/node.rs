@@ -74,6 +74,7 @@ pub async fn serve<N: Node>(
         refresh.clone(),
     );
     tokio::spawn(control.clone().sample_rates());
+    tokio::spawn(book_egress(ctx.clone()));
     let metrics = crate::telemetry::metrics_handle();
     let router = net::http::media_routes(ctx.clone())
         .route(
@@ -133,6 +134,18 @@ pub async fn serve<N: Node>(
         );
     }
     Ok(())
+}
+
+/// Books the bytes the fan-out wrote to players' sockets once a second, until shutdown (each
+/// player books the rest when it ends).
+async fn book_egress<N: Node>(ctx: Arc<NetContext<N>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => ctx.clients.book_egress(),
+            _ = ctx.shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Registers the node and refreshes its record (load, draining) every `every`, or at once

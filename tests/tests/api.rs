@@ -509,6 +509,29 @@ async fn prometheus_sees_every_node_and_true_player_numbers() {
         matched,
         "bytes-sent counter does not match what players received within 10 %"
     );
+    // The origin's one RTMP player is the edge's pull, written by the fan-out directly and
+    // booked node-wide: what the origin counts as sent, the edge counts as received.
+    let sent = format!(
+        "increase(livecdn_net_sent_bytes_total{{protocol=\"rtmp\",instance=\"{}\"}}[10s])",
+        origin.http
+    );
+    let received = format!(
+        "increase(livecdn_net_received_bytes_total{{protocol=\"rtmp\",instance=\"{}\"}}[10s])",
+        edge.http
+    );
+    let value = |q: &str| prom_query(port, q).first().map(|(_, v)| *v).unwrap_or(0.0);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, r) = (value(&sent), value(&received));
+        if r > 50_000.0 && (s / r - 1.0).abs() < 0.25 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "origin's RTMP bytes sent over 10 s ({s}) do not match the edge's received ({r})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // The origin serves exactly one upstream player (the edge).
     let q = format!(
         "livecdn_media_players{{protocol=\"rtmp\",instance=\"{}\"}}",

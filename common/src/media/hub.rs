@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::MediaFrame;
 use super::lock;
-use super::subscriber::{CloseReason, SubShared, Subscriber};
+use super::subscriber::{BATCH_MAX, CloseReason, SubShared, Subscriber};
 
 /// Bounds of the hub's caches and queues.
 #[derive(Debug, Clone)]
@@ -275,6 +275,32 @@ struct StreamState {
     /// The current GOP outgrew the bounds: cache nothing until the next keyframe.
     gop_overflow: bool,
     subscribers: Vec<Arc<SubShared>>,
+    /// Audio published since the last frame that woke the players: it rides along with the
+    /// next one (`wakes`), so each player is touched once per video frame, not per message.
+    riders: Vec<Arc<MediaFrame>>,
+    /// How many of `riders` are also the last frames of `gop`: a new subscriber is primed
+    /// without them, since it gets them with the next wake.
+    riders_in_gop: usize,
+    /// Media timestamp of the last frame that woke the players.
+    last_wake_ms: Option<u32>,
+}
+
+/// Audio alone wakes players at most this often (in media time): with video, audio rides
+/// along with the next video frame, so a player writes once per video frame, not once per
+/// message (~68 -> ~25 writes/s at 25 fps + AAC), which is most of the kernel's cost.
+const AUDIO_WAKE_MS: i32 = 100;
+
+/// Whether `frame` should wake the players now, with the `riders` waiting before it.
+fn wakes(frame: &MediaFrame, last_wake_ms: Option<u32>, riders: usize) -> bool {
+    if !frame.is_audio() || frame.sequence_header || riders + 1 >= BATCH_MAX {
+        return true;
+    }
+    let Some(last) = last_wake_ms else {
+        return true;
+    };
+    let d = frame.timestamp_ms.wrapping_sub(last) as i32;
+    // Far backwards is a discontinuity, not audio slightly behind video.
+    !(-10_000..AUDIO_WAKE_MS).contains(&d)
 }
 
 impl StreamState {
@@ -283,24 +309,30 @@ impl StreamState {
         self.video_seq = None;
         self.audio_seq = None;
         self.clear_gop();
+        self.riders.clear();
+        self.last_wake_ms = None;
     }
 
     fn clear_gop(&mut self) {
         self.gop.clear();
         self.gop_bytes = 0;
+        self.riders_in_gop = 0;
     }
 
     fn prime(&self, sub: &SubShared) {
         let headers = [&self.metadata, &self.video_seq, &self.audio_seq];
         let mut frames: Vec<Arc<MediaFrame>> = headers.into_iter().flatten().cloned().collect();
-        frames.extend(self.gop.iter().cloned());
+        let gop = self.gop.len() - self.riders_in_gop;
+        frames.extend(self.gop.iter().take(gop).cloned());
         sub.prime(frames);
     }
 
-    fn cache(&mut self, frame: &Arc<MediaFrame>, config: &HubConfig) {
+    /// Caches `frame` if it is a header or part of the current GOP; `true` if it went into
+    /// the GOP.
+    fn cache(&mut self, frame: &Arc<MediaFrame>, config: &HubConfig) -> bool {
         if frame.kind == super::FrameKind::Data {
             self.metadata = Some(frame.clone());
-            return;
+            return false;
         }
         if frame.sequence_header {
             if frame.is_video() {
@@ -308,27 +340,41 @@ impl StreamState {
             } else {
                 self.audio_seq = Some(frame.clone());
             }
-            return;
+            return false;
         }
         if !config.gop_cache {
-            return;
+            return false;
         }
         if frame.is_video() && frame.keyframe {
             self.clear_gop();
             self.gop_overflow = false;
         } else if self.gop.is_empty() {
             // Nothing before the first keyframe is worth priming with.
-            return;
+            return false;
         }
         if self.gop_overflow {
-            return;
+            return false;
         }
         self.gop_bytes += frame.payload.len();
         self.gop.push_back(frame.clone());
         if self.gop.len() > config.gop_max_frames || self.gop_bytes > config.gop_max_bytes {
             self.clear_gop();
             self.gop_overflow = true;
+            return false;
         }
+        true
+    }
+
+    /// Hands the riders and `frame` to every subscriber; returns how many frames they dropped.
+    fn fan_out(&mut self, frame: Option<Arc<MediaFrame>>) -> usize {
+        let mut batch = std::mem::take(&mut self.riders);
+        batch.extend(frame);
+        self.riders_in_gop = 0;
+        let dropped = self.subscribers.iter().map(|sub| sub.push(&batch)).sum();
+        batch.clear();
+        // Keeps the allocation for the next riders.
+        self.riders = batch;
+        dropped
     }
 }
 
@@ -361,11 +407,14 @@ impl Publisher {
             return;
         };
         let mut st = lock(&self.stream.state);
-        st.cache(&frame, &hub.config);
-        let mut dropped = 0;
-        for sub in &st.subscribers {
-            dropped += sub.push(&frame);
+        let cached = st.cache(&frame, &hub.config);
+        if !wakes(&frame, st.last_wake_ms, st.riders.len()) {
+            st.riders_in_gop += usize::from(cached);
+            st.riders.push(frame);
+            return;
         }
+        st.last_wake_ms = Some(frame.timestamp_ms);
+        let dropped = st.fan_out(Some(frame));
         drop(st);
         if dropped > 0 {
             stats
@@ -382,6 +431,12 @@ impl Drop for Publisher {
         {
             let mut st = lock(&self.stream.state);
             if st.publisher == Some(self.id) {
+                // The last audio still goes out before the end.
+                let dropped = st.fan_out(None);
+                self.stream
+                    .stats
+                    .frames_dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
                 st.publisher = None;
                 st.publisher_kick = None;
                 st.reset_caches();

@@ -49,17 +49,24 @@ impl CloseReason {
 }
 
 /// A player's socket that the fan-out may write to directly while the player keeps up.
-/// Implemented by protocol adapters.
 pub trait DirectSink: Send + Sync {
-    /// This protocol's wire form of `frame`, in up to two parts (either may be empty): a
-    /// header and the frame's own payload need no copy.
-    fn wire<'a>(&self, frame: &'a MediaFrame) -> [&'a Bytes; 2];
     /// Writes what the socket takes now, without blocking (`WouldBlock` if nothing).
     fn try_write(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize>;
 }
 
-/// At most this many frames go out in one direct write; a longer queue is the task's job.
-const DIRECT_MAX_FRAMES: usize = 16;
+/// A protocol's wire form of a frame, in up to two parts (either may be empty): a header and
+/// the frame's own payload need no copy.
+pub type WireFn = for<'a> fn(&'a MediaFrame) -> [&'a Bytes; 2];
+
+/// A socket lent to the fan-out, and the wire form its protocol writes.
+struct Direct {
+    sink: Arc<dyn DirectSink>,
+    wire: WireFn,
+}
+
+/// The fan-out hands a subscriber at most this many frames at once (see `hub::wakes`), and
+/// so at most this many go out in one direct write.
+pub(super) const BATCH_MAX: usize = 16;
 
 struct Queue {
     frames: VecDeque<Arc<MediaFrame>>,
@@ -68,7 +75,7 @@ struct Queue {
     written: usize,
     /// Frames at the front of `frames` that `written` reaches into.
     pinned: usize,
-    sink: Option<Arc<dyn DirectSink>>,
+    sink: Option<Direct>,
     /// The fan-out may write to `sink` now: the player's task is idle with nothing in flight.
     direct: bool,
     /// The player's task, parked in `recv`.
@@ -78,26 +85,6 @@ struct Queue {
     closed: Option<CloseReason>,
     /// Media timestamps of recent overflows, to tell "slow for a moment" from "too slow".
     overflows: VecDeque<u32>,
-    /// Media timestamp of the last frame that woke the player.
-    last_wake_ms: Option<u32>,
-}
-
-/// Audio alone wakes a player at most this often (in media time): with video, audio rides
-/// along with the next video frame, so a player writes once per video frame, not once per
-/// message (~68 -> ~25 writes/s at 25 fps + AAC), which is most of the kernel's cost.
-const AUDIO_WAKE_MS: i32 = 100;
-
-/// Whether `frame` should wake the player now.
-fn wakes(frame: &MediaFrame, last_wake_ms: Option<u32>) -> bool {
-    if !frame.is_audio() {
-        return true;
-    }
-    let Some(last) = last_wake_ms else {
-        return true;
-    };
-    let d = frame.timestamp_ms.wrapping_sub(last) as i32;
-    // Far backwards is a discontinuity, not audio slightly behind video.
-    !(-10_000..AUDIO_WAKE_MS).contains(&d)
 }
 
 /// The half of a subscription the hub holds.
@@ -130,7 +117,6 @@ impl SubShared {
                 awaiting_keyframe: true,
                 closed: None,
                 overflows: VecDeque::new(),
-                last_wake_ms: None,
             }),
             cancel: CancellationToken::new(),
             dropped: AtomicU64::new(0),
@@ -149,44 +135,47 @@ impl SubShared {
         q.wake();
     }
 
-    /// Queues one frame; returns how many frames this call dropped.
-    pub(super) fn push(&self, frame: &Arc<MediaFrame>) -> usize {
+    /// Delivers a batch from the fan-out: audio that rode along (never filtered) and, last,
+    /// the frame that woke the players. Written straight to the socket if the player is
+    /// idle, else queued for its task. Returns how many frames this call dropped.
+    pub(super) fn push(&self, batch: &[Arc<MediaFrame>]) -> usize {
+        let Some(last) = batch.last() else {
+            return 0;
+        };
         let mut q = lock(&self.queue);
         if q.closed.is_some() {
             return 0;
         }
-        let mut dropped = 0;
-        if q.awaiting_keyframe && !is_header(frame) {
-            if frame.is_video() && frame.keyframe {
+        let (mut batch, mut dropped) = (batch, 0);
+        if q.awaiting_keyframe && last.is_video() && !is_header(last) {
+            if last.keyframe {
                 q.awaiting_keyframe = false;
-            } else if frame.is_video() {
+            } else {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                return 1;
+                batch = &batch[..batch.len() - 1];
+                dropped = 1;
+                if batch.is_empty() {
+                    return dropped;
+                }
             }
         }
-        let wake = wakes(frame, q.last_wake_ms);
-        if wake {
-            q.last_wake_ms = Some(frame.timestamp_ms);
-            // The common case of a player that keeps up: out it goes, nothing is queued.
-            if q.direct && q.write_direct(frame) {
-                return 0;
-            }
+        // The common case of a player that keeps up: out it goes, nothing is queued.
+        if q.direct && q.write_direct(batch) {
+            return dropped;
         }
-        q.frames.push_back(frame.clone());
+        q.frames.extend(batch.iter().cloned());
         if queued_ms(&q.frames) > self.config.queue_max_ms {
-            dropped = self.overflow(&mut q, frame.timestamp_ms);
+            dropped += self.overflow(&mut q, last.timestamp_ms);
             // The keyframe that overflowed the queue is the one to resume from: dropping it
             // too would cost the player a whole extra GOP.
-            if frame.is_video() && frame.keyframe && q.closed.is_none() {
-                q.frames.push_back(frame.clone());
+            if last.is_video() && last.keyframe && q.closed.is_none() {
+                q.frames.push_back(last.clone());
                 q.awaiting_keyframe = false;
                 dropped -= 1;
                 self.dropped.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        if wake || q.closed.is_some() {
-            q.wake();
-        }
+        q.wake();
         dropped
     }
 
@@ -259,22 +248,22 @@ impl Queue {
         std::mem::take(&mut self.written)
     }
 
-    /// Writes the queue and then `frame` (not queued yet) to the sink without blocking;
-    /// `true` if all of it went out. If not, the socket goes back to the player's task, which
-    /// owns what is left once the caller has queued `frame`.
-    fn write_direct(&mut self, frame: &Arc<MediaFrame>) -> bool {
-        let Queue { frames, sink, .. } = self;
-        let Some(sink) = sink else {
+    /// Writes `batch` (not queued yet) to the sink without blocking; `true` if all of it went
+    /// out. If not, the socket goes back to the player's task, which owns what is left once
+    /// the caller has queued `batch`.
+    fn write_direct(&mut self, batch: &[Arc<MediaFrame>]) -> bool {
+        // Only lent while nothing is queued (`recv`).
+        let Some(Direct { sink, wire }) = &self.sink else {
             return false;
         };
-        if frames.len() >= DIRECT_MAX_FRAMES {
+        if !self.frames.is_empty() || batch.len() > BATCH_MAX {
             self.direct = false;
             return false;
         }
-        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MAX_FRAMES];
+        let mut slices = [IoSlice::new(&[]); 2 * BATCH_MAX];
         let mut total = 0;
         let mut count = 0;
-        for part in frames.iter().chain([frame]).flat_map(|f| sink.wire(f)) {
+        for part in batch.iter().flat_map(|f| wire(f)) {
             if !part.is_empty() {
                 slices[count] = IoSlice::new(part);
                 total += part.len();
@@ -282,18 +271,14 @@ impl Queue {
             }
         }
         match sink.try_write(&slices[..count]) {
-            Ok(n) if n == total => {
-                frames.clear();
-                true
-            }
+            Ok(n) if n == total => true,
             Ok(n) => {
                 let mut start = 0;
-                self.pinned = frames
+                self.pinned = batch
                     .iter()
-                    .chain([frame])
                     .take_while(|f| {
                         let before = start;
-                        start += sink.wire(f).iter().map(|p| p.len()).sum::<usize>();
+                        start += wire(f).iter().map(|p| p.len()).sum::<usize>();
                         before < n
                     })
                     .count();
@@ -384,8 +369,8 @@ impl Subscriber {
 
     /// Lends the player's socket to the fan-out (see the module docs). Call it once the
     /// player's own first write has gone out.
-    pub fn set_direct_sink(&mut self, sink: Arc<dyn DirectSink>) {
-        lock(&self.shared.queue).sink = Some(sink);
+    pub fn set_direct_sink(&mut self, sink: Arc<dyn DirectSink>, wire: WireFn) {
+        lock(&self.shared.queue).sink = Some(Direct { sink, wire });
     }
 
     /// Cancelled when the subscription ends at once (kicked or too slow): race socket

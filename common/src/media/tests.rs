@@ -751,10 +751,12 @@ impl MemSink {
 
 static NOTHING: Bytes = Bytes::new();
 
+/// The wire form `MemSink` is lent with: the payload alone.
+fn mem_wire(frame: &MediaFrame) -> [&Bytes; 2] {
+    [&frame.payload, &NOTHING]
+}
+
 impl super::DirectSink for MemSink {
-    fn wire<'a>(&self, frame: &'a MediaFrame) -> [&'a Bytes; 2] {
-        [&frame.payload, &NOTHING]
-    }
     fn try_write(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
         use std::sync::atomic::Ordering::SeqCst;
         self.calls.fetch_add(1, SeqCst);
@@ -786,7 +788,7 @@ fn direct_setup(sink: Arc<MemSink>) -> (Arc<Hub>, super::Publisher, Subscriber) 
     publisher.send(key(0));
     let mut sub = hub.subscribe(KEY);
     assert_eq!(drain(&mut sub), vec![k(0)]);
-    sub.set_direct_sink(sink);
+    sub.set_direct_sink(sink, mem_wire);
     park(&mut sub);
     (hub, publisher, sub)
 }
@@ -829,7 +831,7 @@ fn no_direct_write_until_the_player_parks_or_after_it_takes_the_socket_back() {
     let hub = Hub::new(config());
     let publisher = hub.publish(KEY).unwrap();
     let mut sub = hub.subscribe(KEY);
-    sub.set_direct_sink(sink.clone());
+    sub.set_direct_sink(sink.clone(), mem_wire);
     // Lent but never parked in recv: the player's task may be writing.
     publisher.send(key(0));
     assert_eq!(sink.calls(), 0);
@@ -879,7 +881,7 @@ async fn overflow_keeps_a_frame_a_direct_write_started() {
     publisher.send(key(0));
     let mut sub = hub.subscribe(KEY);
     assert_eq!(drain(&mut sub), vec![k(0)]);
-    sub.set_direct_sink(sink.clone());
+    sub.set_direct_sink(sink.clone(), mem_wire);
     park(&mut sub);
     publisher.send(inter(40)); // partially written
     for ts in [80, 120, 160] {
@@ -890,4 +892,68 @@ async fn overflow_keeps_a_frame_a_direct_write_started() {
     let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
     assert_eq!(sigs, vec![p(40)]);
     assert!(sub.dropped() > 0);
+}
+
+#[test]
+fn a_player_joining_while_audio_rides_gets_it_once_in_order() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    let mut early = hub.subscribe(KEY);
+    publisher.send(key(0));
+    publisher.send(audio(20));
+    publisher.send(audio(40));
+    // The audio waits for the next video frame; it is in the GOP cache already.
+    assert_eq!(drain(&mut early), vec![k(0)]);
+    let mut late = hub.subscribe(KEY);
+    assert_eq!(drain(&mut late), vec![k(0)]);
+    publisher.send(inter(40));
+    assert_eq!(drain(&mut early), vec![a(20), a(40), p(40)]);
+    assert_eq!(drain(&mut late), vec![a(20), a(40), p(40)]);
+    // And later joiners get it from the cache.
+    let mut later = hub.subscribe(KEY);
+    assert_eq!(drain(&mut later), vec![k(0), a(20), a(40), p(40)]);
+}
+
+#[test]
+fn audio_sequence_headers_never_wait_to_ride() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    let mut early = hub.subscribe(KEY);
+    publisher.send(key(0));
+    publisher.send(aseq());
+    assert_eq!(drain(&mut early), vec![k(0), A_SEQ]);
+    // A player joining now is primed with it once, not again with the next frame.
+    let mut late = hub.subscribe(KEY);
+    publisher.send(inter(40));
+    assert_eq!(drain(&mut late), vec![A_SEQ, k(0), p(40)]);
+}
+
+#[test]
+fn riding_audio_is_bounded_even_if_its_clock_stands_still() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    let mut sub = hub.subscribe(KEY);
+    publisher.send(audio(0));
+    assert_eq!(drain(&mut sub), vec![a(0)]);
+    for _ in 0..super::subscriber::BATCH_MAX - 1 {
+        publisher.send(audio(0));
+    }
+    assert!(drain(&mut sub).is_empty());
+    publisher.send(audio(0));
+    assert_eq!(drain(&mut sub), vec![a(0); super::subscriber::BATCH_MAX]);
+}
+
+#[tokio::test]
+async fn the_last_riding_audio_goes_out_before_the_end() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    let mut sub = hub.subscribe(KEY);
+    publisher.send(key(0));
+    publisher.send(audio(20));
+    drop(publisher);
+    let mut out = Vec::new();
+    assert_eq!(sub.recv(&mut out, 16).await, Ok(0));
+    assert_eq!(sub.recv(&mut out, 16).await, Err(CloseReason::Ended));
+    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
+    assert_eq!(sigs, vec![k(0), a(20)]);
 }

@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
+
+use super::io::SharedStream;
+use crate::media::Stream;
 
 /// Publisher or player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +26,15 @@ impl ClientRole {
     }
 }
 
+/// Where a player's bytes are booked: its protocol's counter, its stream's stats and, if the
+/// fan-out writes to its socket directly, that socket's count of such bytes.
+pub struct Egress {
+    pub counter: metrics::Counter,
+    pub stream: Arc<Stream>,
+    pub direct: Option<SharedStream>,
+}
+
 /// One connected client.
-#[derive(Debug)]
 pub struct ClientInfo {
     pub id: u64,
     pub role: ClientRole,
@@ -38,11 +48,27 @@ pub struct ClientInfo {
     pub bytes: AtomicU64,
     /// Cancelled to end this client's session (kick, drain deadline).
     pub kick: CancellationToken,
+    /// Set once a player starts playing.
+    pub egress: OnceLock<Egress>,
 }
 
 impl ClientInfo {
     pub fn add_bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Books `own` bytes the player's task wrote plus those the fan-out wrote directly since
+    /// the last booking.
+    pub fn book_egress(&self, own: u64) {
+        let Some(e) = self.egress.get() else {
+            return;
+        };
+        let n = own + e.direct.as_ref().map_or(0, SharedStream::take_direct_sent);
+        if n > 0 {
+            crate::telemetry::count_egress(&e.counter, n);
+            self.add_bytes(n);
+            e.stream.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -75,6 +101,7 @@ impl ClientTable {
             connected_at: crate::cluster::now_ms(),
             bytes: AtomicU64::new(0),
             kick: CancellationToken::new(),
+            egress: OnceLock::new(),
         });
         self.lock().insert(id, info.clone());
         ClientGuard {
@@ -105,6 +132,14 @@ impl ClientTable {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Books what the fan-out wrote to every player's socket: once a second for the whole
+    /// node, so that no player's task has to wake up for it.
+    pub fn book_egress(&self) {
+        for c in self.lock().values() {
+            c.book_egress(0);
         }
     }
 

@@ -17,10 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::clients::{ClientGuard, ClientRole};
+use super::clients::{ClientGuard, ClientRole, Egress};
 use super::io::StallTimeout;
 use super::{NetContext, Node, PlayRequest, Refusal};
 use crate::flv;
@@ -134,22 +133,14 @@ struct FlvBody {
     batch: usize,
     first_frame: Option<Instant>,
     _gauge: metric::GaugeGuard,
-    sent: metrics::Counter,
-}
-
-impl FlvBody {
-    fn count(&mut self, n: u64) {
-        crate::telemetry::count_egress(&self.sent, n);
-        self.client.info.add_bytes(n);
-        self.sub
-            .stream()
-            .stats
-            .bytes_out
-            .fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Instant) -> Response {
+    let _ = client.info.egress.set(Egress {
+        counter: metrics::counter!(metric::BYTES_SENT, "protocol" => "http-flv"),
+        stream: sub.stream().clone(),
+        direct: None,
+    });
     let mut pending = std::collections::VecDeque::new();
     pending.push_back(Bytes::copy_from_slice(&flv::file_header(true, true)));
     let state = FlvBody {
@@ -161,12 +152,11 @@ fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Insta
         batch,
         first_frame: Some(asked),
         _gauge: metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "http-flv")),
-        sent: metrics::counter!(metric::BYTES_SENT, "protocol" => "http-flv"),
     };
     let body = stream::unfold(state, |mut st| async move {
         loop {
             if let Some(b) = st.pending.pop_front() {
-                st.count(b.len() as u64);
+                st.client.info.book_egress(b.len() as u64);
                 return Some((Ok::<Bytes, std::io::Error>(b), st));
             }
             let got = tokio::select! {

@@ -5,6 +5,7 @@
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -13,35 +14,50 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::media::DirectSink;
+
 /// A TCP stream shared by its connection task and, while the player keeps up, the fan-out
 /// (`media::DirectSink`). Both only ever try non-blocking calls through `&TcpStream`; the
 /// subscriber queue decides which of them may write at any moment.
 #[derive(Clone)]
-pub struct SharedStream(Arc<TcpStream>);
+pub struct SharedStream(Arc<Shared>);
+
+/// The socket and what the fan-out wrote to it, in one allocation: a direct write reaches
+/// the descriptor in one hop (the fan-out touches thousands of these per frame).
+pub struct Shared {
+    sock: TcpStream,
+    /// Bytes written by the fan-out and not yet booked (`take_direct_sent`).
+    direct_sent: AtomicU64,
+}
 
 impl SharedStream {
     pub fn new(sock: TcpStream) -> Self {
-        Self(Arc::new(sock))
+        Self(Arc::new(Shared {
+            sock,
+            direct_sent: AtomicU64::new(0),
+        }))
     }
 
     pub fn get_ref(&self) -> &TcpStream {
-        &self.0
+        &self.0.sock
     }
 
-    /// One `sendmsg` of `bufs` if the socket has room, else `WouldBlock`; never waits.
-    /// Straight to the kernel, past tokio's readiness bookkeeping (a tenth of the edge's
-    /// user time at 1000 players): a `WouldBlock` it did not see only costs the task's next
-    /// write one more try.
-    pub fn try_send(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        socket2::SockRef::from(&*self.0).send_vectored(bufs)
+    /// This socket as the fan-out's direct sink.
+    pub fn direct_sink(&self) -> Arc<dyn DirectSink> {
+        self.0.clone()
+    }
+
+    /// Bytes the fan-out wrote since the last call.
+    pub fn take_direct_sent(&self) -> u64 {
+        self.0.direct_sent.swap(0, Ordering::Relaxed)
     }
 
     /// Reads what is there into `buf`, waiting until something is (0 at end of stream).
     pub async fn read_buf(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
         std::future::poll_fn(|cx| {
             loop {
-                ready!(self.0.poll_read_ready(cx))?;
-                match self.0.try_read_buf(buf) {
+                ready!(self.0.sock.poll_read_ready(cx))?;
+                match self.0.sock.try_read_buf(buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     r => return Poll::Ready(r),
                 }
@@ -66,8 +82,8 @@ impl AsyncWrite for SharedStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
+            ready!(self.0.sock.poll_write_ready(cx))?;
+            match self.0.sock.try_write_vectored(bufs) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 r => return Poll::Ready(r),
             }
@@ -83,7 +99,19 @@ impl AsyncWrite for SharedStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(socket2::SockRef::from(&self.0.sock).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+impl DirectSink for Shared {
+    /// One `sendmsg` of `bufs` if the socket has room, else `WouldBlock`; never waits.
+    /// Straight to the kernel, past tokio's readiness bookkeeping (a tenth of the edge's
+    /// user time at 1000 players): a `WouldBlock` it did not see only costs the task's next
+    /// write one more try.
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = socket2::SockRef::from(&self.sock).send_vectored(bufs)?;
+        self.direct_sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::time::timeout;
 use crate::flv;
 use crate::media::{FrameKind, MediaFrame};
 use crate::rtmp::{ClientConfig, ClientEvent, ClientSession, SessionError};
+use crate::telemetry::metric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -65,6 +66,7 @@ pub struct Pull {
     out: Bytes,
     buf: BytesMut,
     read_timeout: Duration,
+    received: metrics::Counter,
 }
 
 impl Pull {
@@ -93,6 +95,7 @@ impl Pull {
             out: Bytes::new(),
             buf: BytesMut::with_capacity(64 * 1024),
             read_timeout,
+            received: metrics::counter!(metric::BYTES_RECEIVED, "protocol" => "rtmp"),
         })
     }
 
@@ -150,6 +153,7 @@ impl Pull {
             if n == 0 {
                 return Err(PullError::Closed);
             }
+            self.received.increment(n as u64);
             self.session.handle_input(&self.buf)?;
         }
     }

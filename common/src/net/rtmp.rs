@@ -2,10 +2,8 @@
 //! publish and play to the `Node`, pumps frames from the hub to players in batches.
 //! Must not parse RTMP itself: that is `crate::rtmp`.
 
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -15,13 +13,11 @@ use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::clients::{ClientInfo, ClientRole};
+use super::clients::{ClientInfo, ClientRole, Egress};
 use super::io::{SharedStream, StallTimeout, write_all_vectored};
 use super::{NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use crate::flv;
-use crate::media::{
-    CloseReason, DirectSink, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot,
-};
+use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
 use crate::rtmp::chunk::{encode_first_header, encode_message};
 use crate::rtmp::message::type_id;
 use crate::rtmp::{
@@ -431,45 +427,6 @@ async fn publish_loop<N: Node>(
     }
 }
 
-/// A player's socket lent to the fan-out (`DirectSink`): frames go out in their shared RTMP
-/// wire form, and the bytes are counted here until the player's task books them.
-struct RtmpSink {
-    sock: SharedStream,
-    sent: AtomicU64,
-}
-
-impl DirectSink for RtmpSink {
-    fn wire<'a>(&self, frame: &'a MediaFrame) -> [&'a Bytes; 2] {
-        rtmp_wire(frame)
-    }
-
-    fn try_write(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        let n = self.sock.try_send(bufs)?;
-        self.sent.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// Bytes sent to one player, booked to the metrics, the client table and the stream's stats
-/// once a second rather than on every write.
-struct Egress<'a> {
-    counter: metrics::Counter,
-    client: &'a ClientInfo,
-    stream: &'a crate::media::Stream,
-    sink: Arc<RtmpSink>,
-}
-
-impl Egress<'_> {
-    fn book(&self, own: u64) {
-        let n = own + self.sink.sent.swap(0, Ordering::Relaxed);
-        if n > 0 {
-            crate::telemetry::count_egress(&self.counter, n);
-            self.client.add_bytes(n);
-            self.stream.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-}
-
 async fn play_loop<N: Node>(
     conn: &mut Conn,
     mut sub: Subscriber,
@@ -479,18 +436,15 @@ async fn play_loop<N: Node>(
     asked: Instant,
 ) -> Result<(), ConnError> {
     let _gauge = metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "rtmp"));
-    let stream = sub.stream().clone();
-    let egress = Egress {
+    // What the fan-out writes to the socket directly is booked node-wide once a second
+    // (`ClientTable::book_egress`), what this task writes as it goes.
+    let _ = client.egress.set(Egress {
         counter: metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp"),
-        client,
-        stream: &stream,
-        sink: Arc::new(RtmpSink {
-            sock: conn.sock.get_ref().clone(),
-            sent: AtomicU64::new(0),
-        }),
-    };
+        stream: sub.stream().clone(),
+        direct: Some(conn.sock.get_ref().clone()),
+    });
     let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(ctx.limits.batch_frames);
-    let result = play_frames(conn, &mut sub, &mut frames, stream_id, ctx, asked, &egress).await;
+    let result = play_frames(conn, &mut sub, &mut frames, stream_id, ctx, asked, client).await;
     // Take the socket back from the fan-out before the last words (an onStatus) go out, and
     // finish any frame a direct write started, so that they arrive well-formed.
     if result.is_ok() {
@@ -502,7 +456,7 @@ async fn play_loop<N: Node>(
             let _ = write_all_vectored(&mut conn.sock, &bufs).await;
         }
     }
-    egress.book(0);
+    client.book_egress(0);
     result
 }
 
@@ -524,7 +478,7 @@ async fn play_frames<N: Node>(
     stream_id: u32,
     ctx: &NetContext<N>,
     asked: Instant,
-    egress: &Egress<'_>,
+    client: &ClientInfo,
 ) -> Result<(), ConnError> {
     let mut first_frame = Some(asked);
     let slow_token = sub.cancelled();
@@ -533,11 +487,9 @@ async fn play_frames<N: Node>(
     // Created once: a cancellation future registers with its token when made, which costs
     // more than the poll itself.
     let shutdown = ctx.shutdown.cancelled();
-    let kicked = egress.client.kick.cancelled();
+    let kicked = client.kick.cancelled();
     let too_slow = slow_token.cancelled();
     tokio::pin!(shutdown, kicked, too_slow);
-    let mut book = tokio::time::interval(std::time::Duration::from_secs(1));
-    book.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Bytes of the taken frames that a direct write already sent.
         let written = tokio::select! {
@@ -567,10 +519,6 @@ async fn play_frames<N: Node>(
                 Ok(written) => written,
                 Err(reason) => return end_play(conn, stream_id, reason, sub),
             },
-            _ = book.tick() => {
-                egress.book(0);
-                continue;
-            }
         };
         bufs.clear();
         push_wire_after(&mut bufs, frames, written);
@@ -592,12 +540,12 @@ async fn play_frames<N: Node>(
                 return Err(ConnError::TooSlow);
             }
         }
-        egress.book(n as u64);
+        client.book_egress(n as u64);
         if had_media && let Some(t) = first_frame.take() {
             metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
                 .record(t.elapsed().as_secs_f64());
             // From now on, while this player keeps up, the fan-out writes to it directly.
-            sub.set_direct_sink(egress.sink.clone());
+            sub.set_direct_sink(conn.sock.get_ref().direct_sink(), rtmp_wire);
         }
     }
 }
