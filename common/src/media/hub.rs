@@ -285,6 +285,9 @@ struct StreamState {
     last_wake_ms: Option<u32>,
 }
 
+/// Players whose state the fan-out loads together (`fan_out`).
+const TOUCH_AHEAD: usize = 8;
+
 /// Audio alone wakes players at most this often (in media time): with video, audio rides
 /// along with the next video frame, so a player writes once per video frame, not once per
 /// message (~68 -> ~25 writes/s at 25 fps + AAC), which is most of the kernel's cost.
@@ -370,7 +373,15 @@ impl StreamState {
         let mut batch = std::mem::take(&mut self.riders);
         batch.extend(frame);
         self.riders_in_gop = 0;
-        let dropped = self.subscribers.iter().map(|sub| sub.push(&batch)).sum();
+        // A few players at a time: their state is loaded first, with independent loads whose
+        // cache misses overlap, where taking each lock in turn would wait for one miss after
+        // another (and then for one more behind each socket).
+        let mut dropped = 0;
+        for group in self.subscribers.chunks(TOUCH_AHEAD) {
+            group.iter().for_each(|sub| sub.touch());
+            group.iter().for_each(|sub| sub.touch_sink());
+            dropped += group.iter().map(|sub| sub.push(&batch)).sum::<usize>();
+        }
         batch.clear();
         // Keeps the allocation for the next riders.
         self.riders = batch;
