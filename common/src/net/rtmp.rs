@@ -131,6 +131,10 @@ pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, task
     }
 }
 
+/// Bounds of a connection's read buffer (`Conn::read_some`).
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
+
 struct Conn {
     sock: StallTimeout<SharedStream>,
     session: ServerSession,
@@ -147,11 +151,17 @@ impl Conn {
 
     /// Reads once and feeds the session; `false` at end of stream.
     async fn read_some(&mut self) -> Result<bool, ConnError> {
+        // Sized by what the peer sends: a player sends a few bytes now and then (thousands of
+        // players must not hold 64 KiB each), a publisher megabits. Doubles while reads fill it.
+        let size = self.buf.capacity().clamp(READ_MIN, READ_MAX);
         self.buf.clear();
-        self.buf.reserve(64 * 1024);
+        self.buf.reserve(size);
         let n = self.sock.get_ref().read_buf(&mut self.buf).await?;
         if n == 0 {
             return Ok(false);
+        }
+        if n == self.buf.capacity() && n < READ_MAX {
+            self.buf.reserve(n);
         }
         self.session.handle_input(&self.buf)?;
         Ok(true)
@@ -540,6 +550,9 @@ async fn play_frames<N: Node>(
                 return Err(ConnError::TooSlow);
             }
         }
+        // Now, not at the next wake-up: while the fan-out writes directly, that may be never,
+        // and these frames (a whole primed GOP at first) would stay alive until then.
+        bufs.clear();
         client.book_egress(n as u64);
         if had_media && let Some(t) = first_frame.take() {
             metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
