@@ -420,9 +420,8 @@ impl PlayCommands<'_> {
                 write_command(OUT_CHUNK, 8, sid, &values, &mut self.out);
             }
             "onStatus" | "_error" => {
-                let field = |k: &str| cmd.info(k);
-                let code = field("code");
-                if cmd.name == "_error" || field("level") == "error" {
+                let code = cmd.info("code");
+                if cmd.name == "_error" || cmd.info("level") == "error" {
                     self.fail(Fail(format!("refused:{code}")));
                 } else if code == "NetStream.Play.Start" {
                     self.playing = true;

@@ -355,12 +355,13 @@ fn render(res: &Results) -> String {
                 };
                 let total = |r: &&Report| per_gbps(edge_total(r, sc), r);
                 let process = |r: &&Report| cpu_per_gbps(r);
+                let ours_total = median(ours.iter().map(total).collect());
                 row(
                     &mut o,
                     format!(
                         "edge CPU per delivered Gbit/s, incl. kernel softirq ({k} players{runs})"
                     ),
-                    median(ours.iter().map(total).collect()),
+                    ours_total,
                     median(theirs.iter().map(total).collect()),
                     "% of a core",
                 );
@@ -382,7 +383,7 @@ fn render(res: &Results) -> String {
                             ours.len(),
                             tuned.len()
                         ),
-                        median(ours.iter().map(total).collect()),
+                        ours_total,
                         median(tuned.iter().map(total).collect()),
                         "% of a core",
                     );

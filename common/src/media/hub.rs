@@ -278,9 +278,6 @@ struct StreamState {
     /// Audio published since the last frame that woke the players: it rides along with the
     /// next one (`wakes`), so each player is touched once per video frame, not per message.
     riders: Vec<Arc<MediaFrame>>,
-    /// How many of `riders` are also the last frames of `gop`: a new subscriber is primed
-    /// without them, since it gets them with the next wake.
-    riders_in_gop: usize,
     /// Media timestamp of the last frame that woke the players.
     last_wake_ms: Option<u32>,
 }
@@ -319,23 +316,24 @@ impl StreamState {
     fn clear_gop(&mut self) {
         self.gop.clear();
         self.gop_bytes = 0;
-        self.riders_in_gop = 0;
     }
 
     fn prime(&self, sub: &SubShared) {
         let headers = [&self.metadata, &self.video_seq, &self.audio_seq];
         let mut frames: Vec<Arc<MediaFrame>> = headers.into_iter().flatten().cloned().collect();
-        let gop = self.gop.len() - self.riders_in_gop;
-        frames.extend(self.gop.iter().take(gop).cloned());
+        // Riders the GOP cache holds too (its last frames) come with the next wake: priming
+        // with them as well would deliver them twice.
+        let riding = (self.riders.iter().rev().zip(self.gop.iter().rev()))
+            .take_while(|(r, g)| Arc::ptr_eq(r, g))
+            .count();
+        frames.extend(self.gop.iter().take(self.gop.len() - riding).cloned());
         sub.prime(frames);
     }
 
-    /// Caches `frame` if it is a header or part of the current GOP; `true` if it went into
-    /// the GOP.
-    fn cache(&mut self, frame: &Arc<MediaFrame>, config: &HubConfig) -> bool {
+    fn cache(&mut self, frame: &Arc<MediaFrame>, config: &HubConfig) {
         if frame.kind == super::FrameKind::Data {
             self.metadata = Some(frame.clone());
-            return false;
+            return;
         }
         if frame.sequence_header {
             if frame.is_video() {
@@ -343,36 +341,33 @@ impl StreamState {
             } else {
                 self.audio_seq = Some(frame.clone());
             }
-            return false;
+            return;
         }
         if !config.gop_cache {
-            return false;
+            return;
         }
         if frame.is_video() && frame.keyframe {
             self.clear_gop();
             self.gop_overflow = false;
         } else if self.gop.is_empty() {
             // Nothing before the first keyframe is worth priming with.
-            return false;
+            return;
         }
         if self.gop_overflow {
-            return false;
+            return;
         }
         self.gop_bytes += frame.payload.len();
         self.gop.push_back(frame.clone());
         if self.gop.len() > config.gop_max_frames || self.gop_bytes > config.gop_max_bytes {
             self.clear_gop();
             self.gop_overflow = true;
-            return false;
         }
-        true
     }
 
     /// Hands the riders and `frame` to every subscriber; returns how many frames they dropped.
     fn fan_out(&mut self, frame: Option<Arc<MediaFrame>>) -> usize {
         let mut batch = std::mem::take(&mut self.riders);
         batch.extend(frame);
-        self.riders_in_gop = 0;
         // A few players at a time: their state is loaded first, with independent loads whose
         // cache misses overlap, where taking each lock in turn would wait for one miss after
         // another (and then for one more behind each socket).
@@ -418,17 +413,21 @@ impl Publisher {
             return;
         };
         let mut st = lock(&self.stream.state);
-        let cached = st.cache(&frame, &hub.config);
+        st.cache(&frame, &hub.config);
         if !wakes(&frame, st.last_wake_ms, st.riders.len()) {
-            st.riders_in_gop += usize::from(cached);
             st.riders.push(frame);
             return;
         }
         st.last_wake_ms = Some(frame.timestamp_ms);
         let dropped = st.fan_out(Some(frame));
         drop(st);
+        self.count_dropped(dropped);
+    }
+
+    fn count_dropped(&self, dropped: usize) {
         if dropped > 0 {
-            stats
+            self.stream
+                .stats
                 .frames_dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
             metrics::counter!(crate::telemetry::metric::FRAMES_DROPPED, "reason" => "slow_player")
@@ -443,11 +442,7 @@ impl Drop for Publisher {
             let mut st = lock(&self.stream.state);
             if st.publisher == Some(self.id) {
                 // The last audio still goes out before the end.
-                let dropped = st.fan_out(None);
-                self.stream
-                    .stats
-                    .frames_dropped
-                    .fetch_add(dropped as u64, Ordering::Relaxed);
+                self.count_dropped(st.fan_out(None));
                 st.publisher = None;
                 st.publisher_kick = None;
                 st.reset_caches();

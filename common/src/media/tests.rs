@@ -1,6 +1,7 @@
 //! In-memory tests of the hub, the GOP cache and the subscriber queue policy.
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
 use std::sync::{Arc, Barrier};
 
 use bytes::Bytes;
@@ -63,10 +64,14 @@ fn m(ts: u32) -> Sig {
     (FrameKind::Data, ts, false, false)
 }
 
+fn sigs(frames: &[Arc<MediaFrame>]) -> Vec<Sig> {
+    frames.iter().map(|f| sig(f)).collect()
+}
+
 fn drain(sub: &mut Subscriber) -> Vec<Sig> {
     let mut out = Vec::new();
     sub.try_recv(&mut out, usize::MAX);
-    out.iter().map(|f| sig(f)).collect()
+    sigs(&out)
 }
 
 fn config() -> HubConfig {
@@ -498,8 +503,7 @@ async fn publisher_drop_ends_subscribers_after_their_queue() {
     assert_eq!(sub.recv(&mut out, 2).await, Ok(0));
     assert_eq!(sub.recv(&mut out, 2).await, Ok(0));
     assert_eq!(sub.recv(&mut out, 2).await, Err(CloseReason::Ended));
-    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
-    assert_eq!(sigs, vec![V_SEQ, k(0), p(40)]);
+    assert_eq!(sigs(&out), vec![V_SEQ, k(0), p(40)]);
     // Caches went with the publisher.
     assert!(sub.stream().snapshot().video_sequence_header.is_none());
 }
@@ -673,9 +677,7 @@ async fn audio_rides_with_the_next_video_frame() {
     // A waiting player is not woken by audio 20 ms after the last wake...
     let waiting = tokio::spawn(async move {
         let mut out = Vec::new();
-        sub.recv(&mut out, 64)
-            .await
-            .map(|_| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
+        sub.recv(&mut out, 64).await.map(|_| sigs(&out))
     });
     tokio::task::yield_now().await;
     publisher.send(audio(20));
@@ -707,9 +709,7 @@ async fn audio_only_streams_wake_players_every_100ms_of_media() {
         .expect("audio");
     let waiting = tokio::spawn(async move {
         let mut out = Vec::new();
-        sub.recv(&mut out, 64)
-            .await
-            .map(|_| out.iter().map(|f| sig(f)).collect::<Vec<_>>())
+        sub.recv(&mut out, 64).await.map(|_| sigs(&out))
     });
     tokio::task::yield_now().await;
     for ts in [23, 46, 69] {
@@ -783,7 +783,14 @@ fn payloads(frames: &[MediaFrame]) -> Vec<u8> {
 /// Subscribes, drains the priming, lends `sink` and parks the player in `recv` once, as the
 /// play loop does: from then on the fan-out may write directly.
 fn direct_setup(sink: Arc<MemSink>) -> (Arc<Hub>, super::Publisher, Subscriber) {
-    let hub = Hub::new(config());
+    direct_setup_with(config(), sink)
+}
+
+fn direct_setup_with(
+    cfg: HubConfig,
+    sink: Arc<MemSink>,
+) -> (Arc<Hub>, super::Publisher, Subscriber) {
+    let hub = Hub::new(cfg);
     let publisher = hub.publish(KEY).unwrap();
     publisher.send(key(0));
     let mut sub = hub.subscribe(KEY);
@@ -801,8 +808,6 @@ fn park(sub: &mut Subscriber) {
     let mut cx = std::task::Context::from_waker(&waker);
     assert!(recv.poll(&mut cx).is_pending());
 }
-
-use std::future::Future;
 
 #[test]
 fn an_idle_player_gets_frames_written_directly_audio_riding_with_video() {
@@ -855,8 +860,7 @@ async fn a_partial_direct_write_hands_the_rest_to_the_player() {
     assert_eq!(sink.calls(), 1);
     let mut out = Vec::new();
     assert_eq!(sub.recv(&mut out, 16).await, Ok(10));
-    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
-    assert_eq!(sigs, vec![p(40), p(80)]);
+    assert_eq!(sigs(&out), vec![p(40), p(80)]);
     assert_eq!(sink.got(), inter(40).payload[..10].to_vec());
 }
 
@@ -873,24 +877,18 @@ fn a_full_socket_queues_and_wakes_the_player() {
 #[tokio::test]
 async fn overflow_keeps_a_frame_a_direct_write_started() {
     let sink = MemSink::with_room(10);
-    let hub = Hub::new(HubConfig {
+    let cfg = HubConfig {
         queue_max_ms: 100,
         ..config()
-    });
-    let publisher = hub.publish(KEY).unwrap();
-    publisher.send(key(0));
-    let mut sub = hub.subscribe(KEY);
-    assert_eq!(drain(&mut sub), vec![k(0)]);
-    sub.set_direct_sink(sink.clone(), mem_wire);
-    park(&mut sub);
+    };
+    let (_hub, publisher, mut sub) = direct_setup_with(cfg, sink.clone());
     publisher.send(inter(40)); // partially written
     for ts in [80, 120, 160] {
         publisher.send(inter(ts)); // overflows: all but the started frame go
     }
     let mut out = Vec::new();
     assert_eq!(sub.recv(&mut out, 16).await, Ok(10));
-    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
-    assert_eq!(sigs, vec![p(40)]);
+    assert_eq!(sigs(&out), vec![p(40)]);
     assert!(sub.dropped() > 0);
 }
 
@@ -954,6 +952,5 @@ async fn the_last_riding_audio_goes_out_before_the_end() {
     let mut out = Vec::new();
     assert_eq!(sub.recv(&mut out, 16).await, Ok(0));
     assert_eq!(sub.recv(&mut out, 16).await, Err(CloseReason::Ended));
-    let sigs: Vec<Sig> = out.iter().map(|f| sig(f)).collect();
-    assert_eq!(sigs, vec![k(0), a(20)]);
+    assert_eq!(sigs(&out), vec![k(0), a(20)]);
 }

@@ -62,17 +62,22 @@ impl ConnError {
 
 static NO_BYTES: Bytes = Bytes::new();
 
+/// The chunk stream and message type a frame of `kind` goes out on.
+fn csid_and_type(kind: FrameKind) -> (u32, u8) {
+    match kind {
+        FrameKind::Audio => (CSID_AUDIO, type_id::AUDIO),
+        FrameKind::Video => (CSID_VIDEO, type_id::VIDEO),
+        FrameKind::Data => (CSID_DATA, type_id::DATA_AMF0),
+    }
+}
+
 /// The RTMP message a frame becomes for every player, in two parts built once per frame: its
 /// chunk header and its payload when it fits one chunk, else the whole chunked message and
 /// nothing.
 pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 2] {
     let single = frame.payload.len() <= PLAY_CHUNK_SIZE as usize;
     let first = frame.wire(WireSlot::Rtmp, |f| {
-        let (csid, tid) = match f.kind {
-            FrameKind::Audio => (CSID_AUDIO, type_id::AUDIO),
-            FrameKind::Video => (CSID_VIDEO, type_id::VIDEO),
-            FrameKind::Data => (CSID_DATA, type_id::DATA_AMF0),
-        };
+        let (csid, tid) = csid_and_type(f.kind);
         let mut out = BytesMut::new();
         if single {
             encode_first_header(
@@ -530,13 +535,13 @@ async fn play_frames<N: Node>(
                 Err(reason) => return end_play(conn, stream_id, reason, sub),
             },
         };
-        bufs.clear();
         push_wire_after(&mut bufs, frames, written);
         bufs.extend(conn.session.take_output());
         let had_media = !frames.is_empty();
         frames.clear();
         let n: usize = bufs.iter().map(|b| b.len()).sum();
         if n == 0 {
+            bufs.clear();
             continue;
         }
         // The socket fails a write that stalls for the write timeout (StallTimeout): no timer
@@ -550,8 +555,8 @@ async fn play_frames<N: Node>(
                 return Err(ConnError::TooSlow);
             }
         }
-        // Now, not at the next wake-up: while the fan-out writes directly, that may be never,
-        // and these frames (a whole primed GOP at first) would stay alive until then.
+        // Cleared now, not at the next wake-up: while the fan-out writes directly, that may be
+        // never, and these frames (a whole primed GOP at first) would stay alive until then.
         bufs.clear();
         client.book_egress(n as u64);
         if had_media && let Some(t) = first_frame.take() {
@@ -615,11 +620,7 @@ mod tests {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let frame = MediaFrame::new(kind, ts, false, false, Bytes::from(payload.clone()));
             let [a, b] = rtmp_wire(&frame);
-            let (csid, tid) = match kind {
-                FrameKind::Audio => (CSID_AUDIO, type_id::AUDIO),
-                FrameKind::Video => (CSID_VIDEO, type_id::VIDEO),
-                FrameKind::Data => (CSID_DATA, type_id::DATA_AMF0),
-            };
+            let (csid, tid) = csid_and_type(kind);
             let mut expected = BytesMut::new();
             encode_message(
                 PLAY_CHUNK_SIZE,

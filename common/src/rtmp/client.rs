@@ -348,7 +348,6 @@ impl ClientSession {
     }
 
     fn handle_command(&mut self, cmd: Command) {
-        let field = |k: &str| cmd.info(k);
         match cmd.name.as_str() {
             "_result" if cmd.transaction_id == TXN_CONNECT && !self.connected => {
                 self.connected = true;
@@ -360,11 +359,11 @@ impl ClientSession {
                 self.on_stream_created(sid);
             }
             "onStatus" | "_error" => {
-                let code = field("code");
+                let code = cmd.info("code");
                 let level = if cmd.name == "_error" {
                     "error".to_string()
                 } else {
-                    field("level")
+                    cmd.info("level")
                 };
                 let event = match code.as_str() {
                     "NetStream.Play.Start" => ClientEvent::PlayStarted,
@@ -372,7 +371,7 @@ impl ClientSession {
                     _ => ClientEvent::Status {
                         level,
                         code,
-                        description: field("description"),
+                        description: cmd.info("description"),
                     },
                 };
                 self.events.push_back(event);
