@@ -1,26 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs what the tests need (ffmpeg,
-# rtmpdump, etcd, protoc), builds every binary, runs unit, integration and smoke tests.
+# rtmpdump, etcd, Prometheus), builds every binary, runs unit, integration and smoke tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive: real encoders/players, a real etcd.
-declare -A pkg_for=(
-  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [rtmpdump]=rtmpdump [etcd]=etcd-server [protoc]=protobuf-compiler
-  [prometheus]=prometheus [promtool]=prometheus
-)
-missing=()
-for tool in "${!pkg_for[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_for[$tool]}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
-fi
+# Debian packages the tests drive: real encoders/players, a real etcd, Prometheus. The list of
+# tool -> package is shared with the local cluster command (deploy/local/deps.sh). The build
+# itself needs none of them (protoc comes from a crate, see .cargo/config.toml).
+source deploy/local/deps.sh
+need etcd curl ffmpeg ffprobe rtmpdump prometheus promtool sh bash kill timeout getconf
+
+# The build must not depend on a system protoc (it broke new users once): prove it each run.
+tests/bare-build.sh
 
 # Integration tests run the real binaries: build them first (release too, for the README's
 # local cluster, so that its own build is a no-op while timing-sensitive tests run).
