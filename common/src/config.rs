@@ -189,6 +189,8 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub media: MediaArgs,
     #[command(flatten)]
+    pub hls: HlsArgs,
+    #[command(flatten)]
     pub cluster: ClusterArgs,
 }
 
@@ -427,6 +429,71 @@ impl MediaArgs {
             queue_max_ms: self.media_queue_max_ms,
             slow_max_overflows: self.media_slow_max_overflows.max(1),
             slow_window_ms: self.media_slow_window_ms,
+        }
+    }
+}
+
+/// HLS packaging and serving.
+#[derive(Args, Debug, Clone)]
+pub struct HlsArgs {
+    /// Target segment duration: a segment starts at the first keyframe of each window of
+    /// this length (a longer GOP makes longer segments).
+    #[arg(long = "hls-target-duration", env = "LIVECDN_HLS_TARGET_DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub hls_target_duration: Duration,
+    /// LL-HLS part duration.
+    #[arg(long = "hls-part-duration", env = "LIVECDN_HLS_PART_DURATION", default_value = "300ms", value_parser = parse_duration)]
+    pub hls_part_duration: Duration,
+    /// Complete segments kept in memory and listed, per stream.
+    #[arg(
+        long = "hls-window-segments",
+        env = "LIVECDN_HLS_WINDOW_SEGMENTS",
+        default_value_t = 10
+    )]
+    pub hls_window_segments: usize,
+    /// Bytes of segments and parts kept in memory, per stream.
+    #[arg(long = "hls-window-bytes", env = "LIVECDN_HLS_WINDOW_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub hls_window_bytes: usize,
+    /// A stream's packaging stops after this long without an HLS request for it.
+    #[arg(long = "hls-idle-timeout", env = "LIVECDN_HLS_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub hls_idle_timeout: Duration,
+    /// Access-Control-Allow-Origin of HLS responses ("" sends none).
+    #[arg(
+        long = "hls-cors-origin",
+        env = "LIVECDN_HLS_CORS_ORIGIN",
+        default_value = "*"
+    )]
+    pub hls_cors_origin: String,
+    /// hls.js script URL of the player page.
+    #[arg(
+        long = "hls-player-hlsjs-url",
+        env = "LIVECDN_HLS_PLAYER_HLSJS_URL",
+        default_value = "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"
+    )]
+    pub hls_player_hlsjs_url: String,
+    /// mpegts.js script URL of the player page (HTTP-FLV).
+    #[arg(
+        long = "hls-player-mpegtsjs-url",
+        env = "LIVECDN_HLS_PLAYER_MPEGTSJS_URL",
+        default_value = "https://cdn.jsdelivr.net/npm/mpegts.js@1/dist/mpegts.js"
+    )]
+    pub hls_player_mpegtsjs_url: String,
+}
+
+impl HlsArgs {
+    pub fn options(&self, play_wait: Duration) -> crate::net::hls::HlsOptions {
+        let ms = |d: Duration| d.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+        crate::net::hls::HlsOptions {
+            segmenter: crate::hls::HlsConfig {
+                target_ms: ms(self.hls_target_duration).max(100),
+                part_ms: ms(self.hls_part_duration).max(50),
+                window_segments: self.hls_window_segments.max(2),
+                window_bytes: self.hls_window_bytes,
+            },
+            idle_timeout: self.hls_idle_timeout,
+            cors_origin: self.hls_cors_origin.clone(),
+            hlsjs_url: self.hls_player_hlsjs_url.clone(),
+            mpegtsjs_url: self.hls_player_mpegtsjs_url.clone(),
+            play_wait,
         }
     }
 }

@@ -46,6 +46,7 @@ pub struct NodeParts<N: Node> {
     pub registry: Arc<dyn Registry>,
     pub node_args: NodeArgs,
     pub net_args: NetArgs,
+    pub hls: crate::net::hls::HlsOptions,
     /// How often the node's record and load are refreshed in the registry.
     pub load_interval: Duration,
     /// Tasks the node spawned (ingests); waited for at shutdown.
@@ -65,7 +66,12 @@ pub async fn serve<N: Node>(
         _ => "origin",
     };
     crate::telemetry::init_metrics(role);
-    let ctx = NetContext::new(parts.node, parts.net_args.limits(), parts.shutdown.clone());
+    let ctx = NetContext::new(
+        parts.node,
+        parts.net_args.limits(),
+        parts.hls,
+        parts.shutdown.clone(),
+    );
     let refresh = Arc::new(Notify::new());
     let control = Control::new(
         ctx.clone(),

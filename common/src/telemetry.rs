@@ -23,7 +23,8 @@ pub mod metric {
     pub const STREAMS_ACTIVE: &str = "livecdn_media_streams_active";
     /// Gauge: publishers connected.
     pub const PUBLISHERS: &str = "livecdn_media_publishers";
-    /// Gauge {protocol}: players connected.
+    /// Gauge {protocol}: players connected (HLS: distinct addresses that fetched in the last
+    /// 10 s, an estimate: HLS has no connection per player).
     pub const PLAYERS: &str = "livecdn_media_players";
     /// Counter {reason}: publishes refused.
     pub const PUBLISHES_REFUSED: &str = "livecdn_media_publishes_refused_total";
@@ -35,6 +36,8 @@ pub mod metric {
     pub const FRAMES_DROPPED: &str = "livecdn_media_frames_dropped_total";
     /// Counter: players disconnected for being too slow.
     pub const SLOW_PLAYERS_DISCONNECTED: &str = "livecdn_media_slow_players_disconnected_total";
+    /// Gauge: streams packaged for HLS on this node.
+    pub const HLS_PACKAGERS: &str = "livecdn_hls_packagers";
     /// Counter {reason}: clients kicked through the API.
     pub const CLIENTS_KICKED: &str = "livecdn_media_clients_kicked_total";
     // edge: upstream pulls
@@ -63,7 +66,7 @@ pub mod metric {
     pub const DRAINING: &str = "livecdn_node_draining";
 
     /// Protocols players use.
-    pub const PLAY_PROTOCOLS: [&str; 2] = ["rtmp", "http-flv"];
+    pub const PLAY_PROTOCOLS: [&str; 3] = ["rtmp", "http-flv", "hls"];
 
     /// Increments a gauge now and decrements it on drop, so gauges return to zero when the
     /// load leaves, whatever path a connection ends by.
@@ -146,6 +149,7 @@ pub fn init_metrics(role: &'static str) {
     gauge!(metric::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "role" => role).set(1.0);
     gauge!(metric::DRAINING).set(0.0);
     gauge!(metric::PUBLISHERS).set(0.0);
+    gauge!(metric::HLS_PACKAGERS).set(0.0);
     for kind in ["published", "pulled"] {
         gauge!(metric::STREAMS_ACTIVE, "kind" => kind).set(0.0);
     }

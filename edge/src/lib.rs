@@ -202,6 +202,10 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
         hub,
         registry,
         node_args: config.common.node,
+        hls: config
+            .common
+            .hls
+            .options(config.common.media.media_play_wait),
         net_args: config.common.net,
         load_interval: config.common.cluster.load_interval,
         tasks,

@@ -3,6 +3,8 @@
 //! deadline; every child process is killed on drop.
 
 pub mod etcd;
+pub mod hevc;
+pub mod hls;
 pub mod rtmp;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

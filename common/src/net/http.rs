@@ -1,4 +1,5 @@
-//! HTTP: the media routes (HTTP-FLV at `/{app}/{name}.flv`), `/healthz`, JSON errors, and a
+//! HTTP: the media routes (HTTP-FLV at `/{app}/{name}.flv`, HLS at `/{app}/{name}.m3u8` and
+//! `/{app}/{name}/...`, the player page at `/{app}/{name}`), `/healthz`, JSON errors, and a
 //! server whose connections fail writes that stall. Must not build FLV itself: that is `flv`.
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -66,6 +67,7 @@ pub fn media_routes<N: Node>(ctx: Arc<NetContext<N>>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<N>))
         .route("/{app}/{file}", get(play_file::<N>))
+        .route("/{app}/{name}/{file}", get(hls_file::<N>))
         .with_state(ctx)
 }
 
@@ -84,21 +86,27 @@ async fn play_file<N: Node>(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     Path((app, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
+    let query = query.unwrap_or_default();
+    if let Some(name) = file.strip_suffix(".m3u8") {
+        let req = play_request(app, name, query, peer, "hls");
+        return super::hls::serve(ctx, req, peer.ip(), None, &headers).await;
+    }
     let Some(name) = file.strip_suffix(".flv") else {
-        return json_error(404, "unknown path: play URLs are /{app}/{name}.flv");
+        if file.contains('.') {
+            return json_error(
+                404,
+                "unknown path: play URLs are /{app}/{name}.flv, /{app}/{name}.m3u8, /{app}/{name}",
+            );
+        }
+        return player_page(&ctx.hls_options, &app, &file, &query);
     };
     if ctx.shutdown.is_cancelled() {
         return json_error(503, "shutting down");
     }
     let asked = Instant::now();
-    let req = PlayRequest {
-        app,
-        name: name.to_string(),
-        query: query.unwrap_or_default(),
-        peer: peer.to_string(),
-        protocol: "http-flv",
-    };
+    let req = play_request(app, name, query, peer, "http-flv");
     let accepted = if ctx.is_draining() {
         Err(Refusal::draining(false))
     } else {
@@ -121,6 +129,73 @@ async fn play_file<N: Node>(
             json_error(r.http_status, &r.description)
         }
     }
+}
+
+fn play_request(
+    app: String,
+    name: &str,
+    query: String,
+    peer: SocketAddr,
+    protocol: &'static str,
+) -> PlayRequest {
+    PlayRequest {
+        app,
+        name: name.to_string(),
+        query,
+        peer: peer.to_string(),
+        protocol,
+    }
+}
+
+/// `/{app}/{name}/{file}`: HLS playlists, segments, parts and init segments.
+async fn hls_file<N: Node>(
+    State(ctx): State<Arc<NetContext<N>>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    Path((app, name, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let req = play_request(app, &name, query.unwrap_or_default(), peer, "hls");
+    super::hls::serve(ctx, req, peer.ip(), Some(&file), &headers).await
+}
+
+/// The player page of a stream: hls.js (or native HLS), or mpegts.js for HTTP-FLV.
+fn player_page(opts: &super::hls::HlsOptions, app: &str, name: &str, query: &str) -> Response {
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    let html = include_str!("assets/player.html")
+        .replace("{{KEY}}", &html_escape(&format!("{app}/{name}")))
+        .replace("{{HLS_URL}}", &js_escape(&format!("/{app}/{name}.m3u8{q}")))
+        .replace("{{FLV_URL}}", &js_escape(&format!("/{app}/{name}.flv{q}")))
+        .replace("{{HLSJS_URL}}", &js_escape(&opts.hlsjs_url))
+        .replace("{{MPEGTSJS_URL}}", &js_escape(&opts.mpegtsjs_url));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from(html))
+        .unwrap_or_else(|_| json_error(500, "response"))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// For a value inside a double-quoted JS string in an HTML script: no quote, backslash or
+/// `<` (which could close the script element) survives.
+fn js_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\\' | '<' | '>' | '&' | '\'' => format!("\\u{:04x}", c as u32),
+            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 struct FlvBody {

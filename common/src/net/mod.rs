@@ -2,6 +2,7 @@
 //! client and the HTTP routes. What a node does with a publish or a play is behind `Node`.
 
 pub mod clients;
+pub mod hls;
 pub mod http;
 pub mod io;
 pub mod pull;
@@ -156,17 +157,27 @@ pub struct NetContext<N: Node> {
     pub shutdown: CancellationToken,
     /// Connected publishers and players.
     pub clients: Arc<clients::ClientTable>,
+    /// HLS packagers running on this node, and their options.
+    pub hls: hls::HlsStreams,
+    pub hls_options: hls::HlsOptions,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
 }
 
 impl<N: Node> NetContext<N> {
-    pub fn new(node: Arc<N>, limits: NetLimits, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        node: Arc<N>,
+        limits: NetLimits,
+        hls_options: hls::HlsOptions,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         Arc::new(Self {
             node,
             limits,
             shutdown,
             clients: Arc::default(),
+            hls: hls::HlsStreams::default(),
+            hls_options,
             draining: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
         })

@@ -1,0 +1,555 @@
+//! The segmenter: cuts a stream's frames into HLS segments and LL-HLS parts and keeps a bounded
+//! window of them, muxed (fMP4 parts at once, MPEG-TS segments on first request). Where
+//! segments begin, their numbers and names are a pure function of the stream's timeline, so
+//! every node pulling the same stream cuts the same segments. Must not do I/O or read clocks:
+//! wall time comes in with each frame (it only dates segments).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+
+use super::track::{AudioTrack, Sample, TrackKind, Tracks, VideoTrack};
+use crate::media::{FrameKind, MediaFrame};
+
+/// Segment and part sizes and the window's bounds.
+#[derive(Debug, Clone)]
+pub struct HlsConfig {
+    /// Target segment duration; a segment starts at the first keyframe of each window of this
+    /// length (a longer GOP makes a longer segment).
+    pub target_ms: u32,
+    /// LL-HLS part duration.
+    pub part_ms: u32,
+    /// Complete segments kept (and listed).
+    pub window_segments: usize,
+    /// Bytes of segments and parts kept, per stream.
+    pub window_bytes: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            target_ms: 2000,
+            part_ms: 300,
+            window_segments: 10,
+            window_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One LL-HLS part: a CMAF fragment.
+#[derive(Debug)]
+pub struct Part {
+    pub duration_ms: u32,
+    /// Starts with a keyframe (or is audio only).
+    pub independent: bool,
+    pub data: Bytes,
+}
+
+/// A complete segment.
+#[derive(Debug)]
+pub struct Segment {
+    pub msn: u64,
+    /// The URI stem: the media sequence number, plus `_<start>` for the first segment this
+    /// node cut (it may have joined the stream mid-segment: a different name keeps caches from
+    /// mixing it up with the full segment another node cut).
+    pub name: String,
+    pub start_ms: u64,
+    pub duration_ms: u32,
+    /// Follows a change of encoder session, codec parameters or timeline.
+    pub discontinuity: bool,
+    /// Wall-clock time of the first sample, ms since the Unix epoch (EXT-X-PROGRAM-DATE-TIME).
+    pub date_ms: u64,
+    /// The fMP4 initialization segment this segment needs.
+    pub init: Arc<Init>,
+    /// Parts, kept while the segment is recent enough to be listed with them.
+    pub parts: Vec<Arc<Part>>,
+    /// The segment as fMP4 (its parts back to back).
+    pub fmp4: Bytes,
+    samples: Vec<Sample>,
+    ts: OnceLock<Bytes>,
+}
+
+impl Segment {
+    /// The segment as MPEG-TS, muxed on first request and then shared.
+    pub fn ts(&self) -> &Bytes {
+        self.ts
+            .get_or_init(|| crate::ts::mux_segment(&self.init.tracks, &self.samples))
+    }
+
+    fn bytes(&self) -> usize {
+        self.fmp4.len()
+            + self.parts.iter().map(|p| p.data.len()).sum::<usize>()
+            + self.samples.iter().map(|s| s.data.len()).sum::<usize>()
+    }
+}
+
+/// An fMP4 initialization segment, named by a hash of the tracks it describes.
+#[derive(Debug)]
+pub struct Init {
+    pub name: String,
+    pub tracks: Tracks,
+    pub data: Bytes,
+    /// RFC 6381 codecs of the tracks.
+    pub codecs: String,
+}
+
+/// The segment being cut.
+#[derive(Debug)]
+struct Open {
+    msn: u64,
+    name: String,
+    start_ms: u64,
+    discontinuity: bool,
+    date_ms: u64,
+    init: Arc<Init>,
+    parts: Vec<Arc<Part>>,
+    samples: Vec<Sample>,
+    /// Index in `samples` where the current part begins, and its start time.
+    part_first: usize,
+    part_start_ms: u64,
+}
+
+/// Whether something is (or will soon be) there, for blocking requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Ready,
+    /// Expected soon: wait for the next change.
+    Pending,
+    /// Too far ahead to wait for (HTTP 400).
+    TooFar,
+}
+
+/// Unwraps 32-bit millisecond timestamps into one non-decreasing-start timeline.
+#[derive(Debug, Default)]
+struct Timeline {
+    last_raw: Option<u32>,
+    last: u64,
+    max: u64,
+    /// The next timestamp starts a new session: place it just after everything so far.
+    rebase: bool,
+}
+
+impl Timeline {
+    fn map(&mut self, raw: u32) -> u64 {
+        let t = match self.last_raw {
+            None => u64::from(raw),
+            Some(_) if self.rebase => self.max + 1,
+            Some(prev) => {
+                let d = i64::from(raw.wrapping_sub(prev) as i32);
+                self.last.saturating_add_signed(d)
+            }
+        };
+        self.rebase = false;
+        self.last_raw = Some(raw);
+        self.last = t;
+        self.max = self.max.max(t);
+        t
+    }
+}
+
+/// The per-stream segmenter.
+#[derive(Debug)]
+pub struct Segmenter {
+    config: HlsConfig,
+    tracks: Tracks,
+    init: Option<Arc<Init>>,
+    timeline: Timeline,
+    segments: VecDeque<Arc<Segment>>,
+    open: Option<Open>,
+    /// Window index of the keyframe (or, audio only, the sample) that last started or
+    /// continued a segment.
+    last_window: Option<u64>,
+    next_msn: Option<u64>,
+    /// The next segment follows a discontinuity.
+    discontinuity: bool,
+    /// Discontinuities that slid out of the window (EXT-X-DISCONTINUITY-SEQUENCE).
+    discontinuity_sequence: u64,
+    /// Wall clock anchor: (timeline ms, wall ms) of the first sample.
+    anchor: Option<(u64, u64)>,
+    bytes: usize,
+    /// Longest part so far (PART-TARGET may not be below it).
+    max_part_ms: u32,
+    /// A sample was taken since the last sequence header.
+    samples_since_header: bool,
+    /// Decode time of the last sample of the lead track (video, else audio).
+    last_lead_dts: Option<u64>,
+}
+
+impl Segmenter {
+    pub fn new(config: HlsConfig) -> Self {
+        Self {
+            config,
+            tracks: Tracks::default(),
+            init: None,
+            timeline: Timeline::default(),
+            segments: VecDeque::new(),
+            open: None,
+            last_window: None,
+            next_msn: None,
+            discontinuity: false,
+            discontinuity_sequence: 0,
+            anchor: None,
+            bytes: 0,
+            max_part_ms: 0,
+            samples_since_header: false,
+            last_lead_dts: None,
+        }
+    }
+
+    pub fn config(&self) -> &HlsConfig {
+        &self.config
+    }
+
+    /// The frames that follow come from a new publisher or upstream: their timestamps are
+    /// unrelated to what came before. Closes the open segment and marks a discontinuity.
+    pub fn new_session(&mut self) {
+        self.close_segment(None);
+        self.timeline.rebase = true;
+        self.last_lead_dts = None;
+        if self.next_msn.is_some() {
+            self.discontinuity = true;
+        }
+        self.last_window = None;
+    }
+
+    /// The stream ended: the open segment is complete.
+    pub fn end(&mut self) {
+        self.close_segment(None);
+    }
+
+    /// Takes one frame. Returns whether a part or segment was completed (waiters may wake).
+    pub fn push(&mut self, frame: &MediaFrame, wall_ms: u64) -> bool {
+        if frame.sequence_header {
+            self.header(frame);
+            return false;
+        }
+        if frame.kind == FrameKind::Data {
+            return false;
+        }
+        let dts = self.timeline.map(frame.timestamp_ms);
+        let Some(init) = self.init.clone() else {
+            return false;
+        };
+        let Some(sample) = Sample::from_frame(frame, dts, &self.tracks) else {
+            return false;
+        };
+        let lead = if self.tracks.video.is_some() {
+            TrackKind::Video
+        } else {
+            TrackKind::Audio
+        };
+        let starts_gop = sample.track == lead && sample.keyframe;
+        let mut changed = false;
+        if starts_gop {
+            let window = dts / u64::from(self.config.target_ms.max(1));
+            if self.last_window != Some(window) {
+                changed |= self.close_segment(Some(dts));
+                self.last_window = Some(window);
+            }
+        }
+        if self.open.is_none() {
+            if !starts_gop {
+                // A segment starts on a keyframe.
+                return changed;
+            }
+            let first = self.anchor.is_none();
+            let (anchor_dts, anchor_wall) = *self.anchor.get_or_insert((dts, wall_ms));
+            let window = dts / u64::from(self.config.target_ms.max(1));
+            let msn = match self.next_msn {
+                Some(n) => n,
+                None => window,
+            };
+            let name = if first {
+                format!("{msn}_{dts}")
+            } else {
+                msn.to_string()
+            };
+            self.open = Some(Open {
+                msn,
+                name,
+                start_ms: dts,
+                discontinuity: std::mem::take(&mut self.discontinuity),
+                date_ms: anchor_wall.saturating_add(dts.saturating_sub(anchor_dts)),
+                init,
+                parts: Vec::new(),
+                samples: Vec::new(),
+                part_first: 0,
+                part_start_ms: dts,
+            });
+        }
+        // A part ends before the lead sample that would take it past the part duration, the
+        // next sample assumed one gap away: parts stay within PART-TARGET.
+        let part_end = self
+            .open
+            .as_ref()
+            .map(|o| o.part_start_ms + u64::from(self.config.part_ms.max(1)));
+        let gap = match self.last_lead_dts {
+            Some(prev) if sample.track == lead => dts.saturating_sub(prev),
+            _ => 0,
+        };
+        if sample.track == lead {
+            self.last_lead_dts = Some(dts);
+        }
+        if let (Some(end), Some(open)) = (part_end, &self.open)
+            && sample.track == lead
+            && dts + gap > end
+            && open.samples.len() > open.part_first
+        {
+            changed |= self.close_part(dts);
+        }
+        if let Some(open) = &mut self.open {
+            open.samples.push(sample);
+            self.samples_since_header = true;
+        }
+        changed
+    }
+
+    fn header(&mut self, frame: &MediaFrame) {
+        let mut tracks = self.tracks.clone();
+        match frame.kind {
+            FrameKind::Video => tracks.video = VideoTrack::from_sequence_header(frame),
+            FrameKind::Audio => tracks.audio = AudioTrack::from_sequence_header(frame),
+            FrameKind::Data => return,
+        }
+        // The same headers again before any media: a duplicate. After media: a new encoder
+        // session (an edge re-pulling from a new origin re-sends them), like new parameters.
+        let again = std::mem::take(&mut self.samples_since_header);
+        if tracks == self.tracks && !again {
+            return;
+        }
+        // The next segment starts afresh, on a keyframe, after a discontinuity.
+        if self.close_segment(None) || self.next_msn.is_some() {
+            self.discontinuity = true;
+        }
+        self.last_window = None;
+        self.tracks = tracks;
+        self.init = (self.tracks.video.is_some() || self.tracks.audio.is_some()).then(|| {
+            let data = crate::fmp4::init_segment(&self.tracks);
+            Arc::new(Init {
+                name: format!("init-{:08x}", fnv1a(&data)),
+                codecs: crate::fmp4::codecs(&self.tracks),
+                tracks: self.tracks.clone(),
+                data,
+            })
+        });
+    }
+
+    /// Completes the current part at `end_ms` (the next part's first sample).
+    fn close_part(&mut self, end_ms: u64) -> bool {
+        let Some(open) = &mut self.open else {
+            return false;
+        };
+        let samples = &open.samples[open.part_first..];
+        if samples.is_empty() {
+            return false;
+        }
+        let index = open.parts.len() as u64;
+        let sequence = (open.msn.wrapping_mul(1000).wrapping_add(index)) as u32;
+        let data = crate::fmp4::fragment(&open.init.tracks, sequence, samples);
+        let independent = match open.init.tracks.video {
+            Some(_) => samples
+                .iter()
+                .any(|s| s.track == TrackKind::Video && s.keyframe),
+            None => true,
+        };
+        let duration_ms = end_ms
+            .saturating_sub(open.part_start_ms)
+            .min(u64::from(u32::MAX)) as u32;
+        self.max_part_ms = self.max_part_ms.max(duration_ms);
+        self.bytes += data.len();
+        open.parts.push(Arc::new(Part {
+            duration_ms,
+            independent,
+            data,
+        }));
+        open.part_first = open.samples.len();
+        open.part_start_ms = end_ms;
+        true
+    }
+
+    /// Completes the open segment (if it has samples) at `end` (the next segment's first
+    /// sample), or, when the stream stops, one typical sample gap after its last sample.
+    /// Returns whether one was completed.
+    fn close_segment(&mut self, end: Option<u64>) -> bool {
+        let Some(last) = self.open.as_ref().and_then(|o| o.samples.last()) else {
+            self.open = None;
+            return false;
+        };
+        let end = end.unwrap_or_else(|| last.dts + self.sample_gap(last.track));
+        self.close_part(end);
+        let Some(open) = self.open.take() else {
+            return false;
+        };
+        let mut fmp4 = BytesMut::with_capacity(open.parts.iter().map(|p| p.data.len()).sum());
+        for p in &open.parts {
+            fmp4.extend_from_slice(&p.data);
+        }
+        let segment = Segment {
+            msn: open.msn,
+            name: open.name,
+            start_ms: open.start_ms,
+            duration_ms: end.saturating_sub(open.start_ms).min(u64::from(u32::MAX)) as u32,
+            discontinuity: open.discontinuity,
+            date_ms: open.date_ms,
+            init: open.init,
+            parts: open.parts,
+            fmp4: fmp4.freeze(),
+            samples: open.samples,
+            ts: OnceLock::new(),
+        };
+        // The part bytes were counted as they closed; the rest is new.
+        self.bytes += segment.bytes() - segment.parts.iter().map(|p| p.data.len()).sum::<usize>();
+        self.next_msn = Some(segment.msn + 1);
+        self.segments.push_back(Arc::new(segment));
+        self.trim();
+        true
+    }
+
+    /// Typical gap between two samples of `track` in the open segment (ms).
+    fn sample_gap(&self, track: TrackKind) -> u64 {
+        let Some(open) = &self.open else {
+            return 0;
+        };
+        let mut it = open.samples.iter().rev().filter(|s| s.track == track);
+        match (it.next(), it.next()) {
+            (Some(a), Some(b)) => a.dts.saturating_sub(b.dts),
+            _ => 0,
+        }
+    }
+
+    /// Keeps the window within its bounds; parts only for the segments recent enough to be
+    /// listed with them (three target durations, RFC 8216bis 6.2.2).
+    fn trim(&mut self) {
+        let keep_parts = 4;
+        let n = self.segments.len();
+        if n > keep_parts
+            && let Some(seg) = self.segments.get_mut(n - keep_parts - 1)
+            && !seg.parts.is_empty()
+        {
+            let freed: usize = seg.parts.iter().map(|p| p.data.len()).sum();
+            self.bytes -= freed.min(self.bytes);
+            *seg = Arc::new(Segment {
+                msn: seg.msn,
+                name: seg.name.clone(),
+                start_ms: seg.start_ms,
+                duration_ms: seg.duration_ms,
+                discontinuity: seg.discontinuity,
+                date_ms: seg.date_ms,
+                init: seg.init.clone(),
+                parts: Vec::new(),
+                fmp4: seg.fmp4.clone(),
+                samples: seg.samples.clone(),
+                ts: seg.ts.clone(),
+            });
+        }
+        while self.segments.len() > 1
+            && (self.segments.len() > self.config.window_segments
+                || self.bytes > self.config.window_bytes)
+        {
+            if let Some(old) = self.segments.pop_front() {
+                self.bytes -= old.bytes().min(self.bytes);
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+            }
+        }
+    }
+
+    /// Complete segments in the window, oldest first.
+    pub fn segments(&self) -> &VecDeque<Arc<Segment>> {
+        &self.segments
+    }
+
+    /// The segment being cut: its sequence number, name, discontinuity flag, date, init and
+    /// the parts completed so far.
+    pub fn open(&self) -> Option<OpenView<'_>> {
+        self.open.as_ref().map(|o| OpenView {
+            msn: o.msn,
+            name: &o.name,
+            discontinuity: o.discontinuity,
+            date_ms: o.date_ms,
+            init: &o.init,
+            parts: &o.parts,
+        })
+    }
+
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// The part target duration to announce: the configured one, or the longest part so far.
+    pub fn part_target_ms(&self) -> u32 {
+        self.config.part_ms.max(self.max_part_ms)
+    }
+
+    /// The current init segment.
+    pub fn init(&self) -> Option<&Arc<Init>> {
+        self.init.as_ref()
+    }
+
+    /// Bytes held by the window.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether a playlist with segment `msn` complete (`part: None`) or with part `part` of
+    /// segment `msn` can be rendered now (RFC 8216bis blocking playlist reload).
+    pub fn availability(&self, msn: u64, part: Option<u64>) -> Availability {
+        let next = match (&self.open, self.segments.back()) {
+            (Some(o), _) => o.msn,
+            (None, Some(s)) => s.msn + 1,
+            (None, None) => return Availability::Pending,
+        };
+        if msn > next + 1 {
+            return Availability::TooFar;
+        }
+        if msn < next {
+            return Availability::Ready;
+        }
+        match (&self.open, part) {
+            (Some(o), Some(p)) if msn == o.msn && (o.parts.len() as u64) > p => Availability::Ready,
+            _ => Availability::Pending,
+        }
+    }
+
+    /// A segment of the window by name.
+    pub fn segment(&self, name: &str) -> Option<Arc<Segment>> {
+        self.segments.iter().rev().find(|s| s.name == name).cloned()
+    }
+
+    /// A part by segment name and index, in the open segment or a recent one.
+    pub fn part(&self, name: &str, index: usize) -> Option<Arc<Part>> {
+        if let Some(o) = &self.open
+            && o.name == name
+        {
+            return o.parts.get(index).cloned();
+        }
+        self.segment(name)?.parts.get(index).cloned()
+    }
+
+    /// Whether part `index` of segment `name` may still appear (a preload hint's target).
+    pub fn part_pending(&self, name: &str, index: usize) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|o| o.name == name && o.parts.len() == index)
+    }
+}
+
+/// A borrowed view of the open segment.
+#[derive(Debug)]
+pub struct OpenView<'a> {
+    pub msn: u64,
+    pub name: &'a str,
+    pub discontinuity: bool,
+    pub date_ms: u64,
+    pub init: &'a Arc<Init>,
+    pub parts: &'a [Arc<Part>],
+}
+
+/// FNV-1a: a stable, dependency-free name for an init segment's content.
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
