@@ -6,6 +6,9 @@ pub mod playlist;
 pub mod segmenter;
 pub mod track;
 
+#[cfg(test)]
+mod tests;
+
 pub use playlist::{Container, Render, render};
 pub use segmenter::{Availability, HlsConfig, Init, Part, Segment, Segmenter};
 pub use track::{AudioTrack, Sample, TrackKind, Tracks, VideoTrack};
