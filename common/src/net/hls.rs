@@ -148,6 +148,14 @@ impl HlsStreams {
     }
 }
 
+impl HlsStreams {
+    /// Estimated HLS viewers of one stream, if it is packaged here.
+    pub fn viewers_of(&self, key: &str) -> Option<usize> {
+        let stream = lock(&self.streams).get(key).cloned()?;
+        Some(stream.viewers())
+    }
+}
+
 /// The packager of `req`'s stream, started if none runs.
 fn packager<N: Node>(ctx: &Arc<NetContext<N>>, req: &PlayRequest, peer: IpAddr) -> Arc<HlsStream> {
     let key = req.key();
@@ -431,13 +439,11 @@ async fn playlist(
                 Availability::TooFar => Some(Err(json_error(400, "_HLS_msn is too far ahead"))),
                 Availability::Pending => None,
             },
-            None => {
-                let has = match container {
-                    Container::Fmp4 => seg.open().is_some_and(|o| !o.parts.is_empty()),
-                    Container::Ts => false,
-                } || !seg.segments().is_empty();
-                has.then_some(Ok(()))
-            }
+            // A plain request waits for a complete segment: players that do not block
+            // (ffmpeg, plain HLS) and hls.js's first load treat a playlist of parts only as
+            // empty. Only a packager's first seconds wait; an LL client's blocking requests
+            // then follow the parts.
+            None => (!seg.segments().is_empty()).then_some(Ok(())),
         })
         .await;
     if let Err(r) = waited {
