@@ -174,7 +174,11 @@ async fn report_load<N: Node>(
             _ = ctx.shutdown.cancelled() => return,
         }
         let streams = hub.streams();
-        let players: usize = streams.iter().map(|s| s.subscriber_count()).sum();
+        // Every HLS packager is one hub subscriber standing for its estimated viewers.
+        let hls = ctx.hls.viewers();
+        let subscribers: usize = streams.iter().map(|s| s.subscriber_count()).sum();
+        let players =
+            subscribers.saturating_sub(hls.len()) + hls.iter().map(|(_, n)| n).sum::<usize>();
         let published = streams.iter().filter(|s| s.is_publishing()).count();
         let bytes = crate::telemetry::egress_bytes();
         let secs = last_at.elapsed().as_secs_f64().max(0.001);

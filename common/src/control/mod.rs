@@ -231,6 +231,10 @@ impl<N: Node> Control<N> {
                 }
             }
         }
+        // HLS has no connection per player: its viewers are estimated by the packager.
+        if let Some(n) = self.net.hls.viewers_of(&snap.key) {
+            players.insert("hls".to_string(), n as u64);
+        }
         let (bitrate_in_bps, bitrate_out_bps) = self.bitrates(&snap.key);
         StreamView {
             upstream: self.net.node.upstream(&snap.key),
