@@ -72,5 +72,10 @@ Play from an edge (the first player makes it pull the stream from its origin):
   ffplay rtmp://127.0.0.1:$((BASE + 12))/live/demo
   ffplay http://127.0.0.1:$((BASE + 92))/live/demo.flv
 
+HLS from an edge (LL-HLS over fMP4; MPEG-TS for old players), and the player page in a browser:
+  http://127.0.0.1:$((BASE + 91))/live/demo.m3u8      http://127.0.0.1:$((BASE + 91))/live/demo/ts.m3u8
+  http://127.0.0.1:$((BASE + 92))/live/demo.m3u8      http://127.0.0.1:$((BASE + 92))/live/demo/ts.m3u8
+  http://127.0.0.1:$((BASE + 91))/live/demo           http://127.0.0.1:$((BASE + 92))/live/demo
+
 TXT
 wait

@@ -54,6 +54,7 @@ fn readme_local_cluster_takes_a_push_and_plays_from_both_edges() {
     for url in [
         format!("rtmp://127.0.0.1:{}/live/demo", BASE + 12),
         format!("http://127.0.0.1:{}/live/demo.flv", BASE + 91),
+        format!("http://127.0.0.1:{}/live/demo/ts.m3u8", BASE + 92),
     ] {
         assert!(cluster.0.output().contains(&url), "{url} is printed");
         let played = ffmpeg_play(&url, 3, Duration::from_secs(30));
@@ -61,6 +62,13 @@ fn readme_local_cluster_takes_a_push_and_plays_from_both_edges() {
         assert!(played.video_frames >= 60, "{url}: {played:?}");
         assert!(played.audio_frames > 0, "{url}: {played:?}");
     }
+
+    // The printed player page of edge-2 names the stream's HLS playlist.
+    let page = format!("http://127.0.0.1:{}/live/demo", BASE + 92);
+    assert!(cluster.0.output().contains(&page), "{page} is printed");
+    let (status, html) = harness::http_get(([127, 0, 0, 1], BASE + 92).into(), "/live/demo");
+    assert_eq!(status, 200);
+    assert!(html.contains("/live/demo.m3u8"), "{html}");
 
     // SIGTERM (what Ctrl-C amounts to) stops everything it started.
     cluster.0.signal_and_wait("TERM", Duration::from_secs(15));
