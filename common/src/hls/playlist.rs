@@ -67,7 +67,7 @@ pub fn render(seg: &Segmenter, r: &Render<'_>) -> Option<String> {
         let _ = writeln!(
             out,
             "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={},CAN-SKIP-UNTIL={}",
-            secs(3 * part_target),
+            secs(part_target.saturating_mul(3)),
             SKIP_TARGETS * target_s
         );
         let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={}", secs(part_target));

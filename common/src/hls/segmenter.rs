@@ -130,21 +130,32 @@ struct Timeline {
     rebase: bool,
 }
 
+/// A step between two timestamps larger than this (either way) is a jump of the publisher's
+/// clock, not media: the timeline continues just after what came before, with a discontinuity.
+/// A publisher controls its timestamps; without this one jump would make a part or segment
+/// last weeks.
+const MAX_STEP_MS: i64 = 10_000;
+
 impl Timeline {
-    fn map(&mut self, raw: u32) -> u64 {
-        let t = match self.last_raw {
-            None => u64::from(raw),
-            Some(_) if self.rebase => self.max + 1,
+    /// The unwrapped time of `raw`, and whether the timeline had to jump to place it.
+    fn map(&mut self, raw: u32) -> (u64, bool) {
+        let (t, jumped) = match self.last_raw {
+            None => (u64::from(raw), false),
+            Some(_) if self.rebase => (self.max + 1, false),
             Some(prev) => {
                 let d = i64::from(raw.wrapping_sub(prev) as i32);
-                self.last.saturating_add_signed(d)
+                if d.abs() > MAX_STEP_MS {
+                    (self.max + 1, true)
+                } else {
+                    (self.last.saturating_add_signed(d), false)
+                }
             }
         };
         self.rebase = false;
         self.last_raw = Some(raw);
         self.last = t;
         self.max = self.max.max(t);
-        t
+        (t, jumped)
     }
 }
 
@@ -227,12 +238,19 @@ impl Segmenter {
         if frame.kind == FrameKind::Data {
             return false;
         }
-        let dts = self.timeline.map(frame.timestamp_ms);
+        let (dts, jumped) = self.timeline.map(frame.timestamp_ms);
+        let mut changed = false;
+        if jumped {
+            changed |= self.close_segment(None);
+            self.discontinuity |= self.next_msn.is_some();
+            self.last_window = None;
+            self.last_lead_dts = None;
+        }
         let Some(init) = self.init.clone() else {
-            return false;
+            return changed;
         };
         let Some(sample) = Sample::from_frame(frame, dts, &self.tracks) else {
-            return false;
+            return changed;
         };
         let lead = if self.tracks.video.is_some() {
             TrackKind::Video
@@ -240,7 +258,6 @@ impl Segmenter {
             TrackKind::Audio
         };
         let starts_gop = sample.track == lead && sample.keyframe;
-        let mut changed = false;
         if starts_gop {
             let window = dts / u64::from(self.config.target_ms.max(1));
             if self.last_window != Some(window) {

@@ -391,3 +391,20 @@ fn dates_are_rfc3339_utc() {
     assert_eq!(playlist::date(951_782_400_123), "2000-02-29T00:00:00.123Z");
     assert_eq!(playlist::date(1796123751500), "2026-12-01T11:15:51.500Z");
 }
+
+#[test]
+fn a_publisher_clock_jump_is_a_discontinuity_not_a_week_long_part() {
+    let mut seg = cut(0, 5000, 25, 2000);
+    // The publisher's clock jumps ~2^31 ms ahead, then goes on normally.
+    let jump = 1u32 << 31;
+    let frames: Vec<_> = stream(0, 5000, 25)
+        .into_iter()
+        .map(|f| f.with_timestamp(f.timestamp_ms.wrapping_add(jump)))
+        .collect();
+    feed(&mut seg, &frames);
+    let all: Vec<_> = seg.segments().iter().collect();
+    assert!(all.iter().all(|s| s.duration_ms <= 2100), "{:?}", names(&seg));
+    assert!(all.windows(2).all(|w| w[1].msn == w[0].msn + 1));
+    assert_eq!(all.iter().filter(|s| s.discontinuity).count(), 1);
+    assert_eq!(seg.part_target_ms(), 300);
+}
