@@ -191,7 +191,111 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub hls: HlsArgs,
     #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Signed play URLs and the cluster credential (publish keys are the origin's own option).
+/// Root-level keys of the file: `play_key = ["live=KEY"]`, `cluster_secret = "..."`.
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// `APP=KEY` (repeatable; `*` as APP: every app): plays need a token signed with a key of
+    /// their app. Several keys of one app are all valid (rotation).
+    #[arg(
+        long = "play-key",
+        env = "LIVECDN_PLAY_KEY",
+        value_name = "APP=KEY",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = crate::admission::parse_app_key
+    )]
+    pub play_key: Vec<crate::admission::AppKey>,
+    /// Shared by the cluster's nodes: an edge signs its pulls with it, and a node with play
+    /// keys admits such a pull without a viewer token.
+    #[arg(
+        long = "cluster-secret",
+        env = "LIVECDN_CLUSTER_SECRET",
+        hide_env_values = true,
+        value_parser = crate::admission::parse_secret
+    )]
+    pub cluster_secret: Option<crate::admission::Secret>,
+    /// A token stays valid this long past its expiry (clocks of signers and nodes differ).
+    #[arg(long = "auth-clock-skew", env = "LIVECDN_AUTH_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
+    pub auth_clock_skew: Duration,
+}
+
+impl AuthArgs {
+    /// What the node admits, with the origin's `publish_keys` (none on an edge).
+    pub fn admission(
+        &self,
+        publish_keys: Vec<crate::admission::AppKey>,
+    ) -> crate::admission::Admission {
+        crate::admission::Admission {
+            publish: crate::admission::Keys::new(publish_keys),
+            play: crate::admission::Keys::new(self.play_key.clone()),
+            cluster_secret: self.cluster_secret.clone(),
+            clock_skew_s: self.auth_clock_skew.as_secs(),
+        }
+    }
+}
+
+/// The control plane's own listener: the JSON API, gRPC and `/metrics`.
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// Listener of the control API (JSON `/api/v1`, gRPC, `/metrics`). Keep it off the
+    /// internet: on a non-loopback address the node requires an API token.
+    #[arg(
+        long = "api-listen",
+        env = "LIVECDN_API_LISTEN",
+        default_value = "127.0.0.1:1985"
+    )]
+    pub api_listen: SocketAddr,
+    /// Bearer token every call that changes something (drain, undrain, kick) must carry
+    /// (`Authorization: Bearer TOKEN`). Without one, changes are accepted only because the
+    /// listener is loopback-only.
+    #[arg(long = "api-token", env = "LIVECDN_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the API token (its first line), instead of `--api-token`.
+    #[arg(long = "api-token-file", env = "LIVECDN_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The API token from `--api-token` or `--api-token-file`; an error names what is wrong,
+    /// including a non-loopback listener without a token.
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let token = match (&self.api_token, &self.api_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--api-token and --api-token-file: give one, not both".into(),
+                ));
+            }
+            (Some(t), None) => Some(t.trim().to_string()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(text.lines().next().unwrap_or_default().trim().to_string())
+            }
+            (None, None) => None,
+        };
+        if token.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(ConfigError::Invalid(
+                "--api-token: the token is empty".into(),
+            ));
+        }
+        if token.is_none() && !self.api_listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "--api-listen {}: a control API off loopback needs --api-token or --api-token-file",
+                self.api_listen
+            )));
+        }
+        Ok(token)
+    }
 }
 
 /// Identity of a node in the cluster.

@@ -1,6 +1,7 @@
 //! livecdn's shared library: sans-IO protocols (rtmp, flv) and muxers (ts, fmp4, hls), the media hub, the tokio shells
 //! around them (net), configuration and telemetry. Binaries wire these together.
 
+pub mod admission;
 pub mod cluster;
 pub mod config;
 pub mod control;

@@ -47,6 +47,10 @@ pub struct NodeParts<N: Node> {
     pub node_args: NodeArgs,
     pub net_args: NetArgs,
     pub hls: crate::net::hls::HlsOptions,
+    /// Bearer token of the control API's changing calls (see `ApiArgs::token`).
+    pub api_token: Option<String>,
+    /// The API listener's address (for the log).
+    pub api_listen: std::net::SocketAddr,
     /// How often the node's record and load are refreshed in the registry.
     pub load_interval: Duration,
     /// Tasks the node spawned (ingests); waited for at shutdown.
@@ -54,12 +58,14 @@ pub struct NodeParts<N: Node> {
     pub shutdown: CancellationToken,
 }
 
-/// Serves RTMP and HTTP (media, `/api/v1`, gRPC, `/metrics`, `/healthz`) until shutdown,
-/// then ends every stream cleanly within the grace.
+/// Serves RTMP, public HTTP (media, the player page, `/healthz`, `/readyz`, `/metrics`) and the
+/// API listener (`/api/v1`, gRPC, `/metrics`) until shutdown, then ends every stream cleanly
+/// within the grace. No control call is served on the public port.
 pub async fn serve<N: Node>(
     parts: NodeParts<N>,
     rtmp: TcpListener,
     http: TcpListener,
+    api: TcpListener,
 ) -> Result<(), NodeError> {
     let role = match parts.role {
         Role::Edge => "edge",
@@ -78,23 +84,26 @@ pub async fn serve<N: Node>(
         parts.hub.clone(),
         parts.registry.clone(),
         refresh.clone(),
+        parts.api_token.clone(),
     );
     tokio::spawn(control.clone().sample_rates());
     tokio::spawn(book_egress(ctx.clone()));
+    // /metrics stays on the public port too: Prometheus scrapes it where load balancers
+    // already reach, and it holds only aggregate series (no stream keys, no addresses).
     let metrics = crate::telemetry::metrics_handle();
-    let router = net::http::media_routes(ctx.clone())
-        .route(
-            "/metrics",
-            get(move || std::future::ready(metrics.render())),
-        )
-        .merge(crate::control::http::routes(control.clone()))
-        .merge(crate::control::grpc::routes(control));
+    let render = move || std::future::ready(metrics.render());
+    let router = net::http::media_routes(ctx.clone()).route("/metrics", get(render.clone()));
+    let api_router = crate::control::http::routes(control.clone())
+        .merge(crate::control::grpc::routes(control))
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }));
     let node_id = parts.node_args.node_id();
     info!(
         node_id = %node_id,
         role,
         rtmp = %parts.net_args.rtmp_listen,
         http = %parts.net_args.http_listen,
+        api = %parts.api_listen,
         "node started"
     );
     let record = NodeRecord {
@@ -120,8 +129,12 @@ pub async fn serve<N: Node>(
     let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
     let limits = parts.net_args.limits();
     let shutdown = parts.shutdown.clone();
-    let http_task =
-        tokio::spawn(async move { net::http::serve(http, router, &limits, shutdown).await });
+    let http_task = {
+        let (limits, shutdown) = (limits.clone(), shutdown.clone());
+        tokio::spawn(async move { net::http::serve(http, router, &limits, shutdown).await })
+    };
+    let api_task =
+        tokio::spawn(async move { net::http::serve(api, api_router, &limits, shutdown).await });
     parts.shutdown.cancelled().await;
     info!("shutting down");
     parts.hub.close_all(CloseReason::Shutdown);
@@ -131,6 +144,7 @@ pub async fn serve<N: Node>(
         let _ = rtmp_task.await;
         tasks.wait().await;
         let _ = http_task.await;
+        let _ = api_task.await;
     })
     .await;
     if drained.is_err() {

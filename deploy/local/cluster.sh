@@ -37,15 +37,16 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-start() { # role index rtmp-port http-port
+start() { # role index rtmp-port http-port api-port
   "$bin/$1" --node-id "$1-$2" --etcd "$ETCD" \
-    --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$4" >"$logs/$1-$2.log" 2>&1 &
+    --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$4" --api-listen "127.0.0.1:$5" \
+    >"$logs/$1-$2.log" 2>&1 &
   pids+=($!)
 }
-start origin 1 $((BASE + 1)) $((BASE + 81))
-start origin 2 $((BASE + 2)) $((BASE + 82))
-start edge 1 $((BASE + 11)) $((BASE + 91))
-start edge 2 $((BASE + 12)) $((BASE + 92))
+start origin 1 $((BASE + 1)) $((BASE + 81)) $((BASE + 181))
+start origin 2 $((BASE + 2)) $((BASE + 82)) $((BASE + 182))
+start edge 1 $((BASE + 11)) $((BASE + 91)) $((BASE + 191))
+start edge 2 $((BASE + 12)) $((BASE + 92)) $((BASE + 192))
 for port in $((BASE + 81)) $((BASE + 82)) $((BASE + 91)) $((BASE + 92)); do
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -62,6 +63,8 @@ livecdn local cluster is running (logs in $logs; Ctrl-C stops it).
   origin-2  rtmp://127.0.0.1:$((BASE + 2))   http://127.0.0.1:$((BASE + 82))
   edge-1    rtmp://127.0.0.1:$((BASE + 11))  http://127.0.0.1:$((BASE + 91))
   edge-2    rtmp://127.0.0.1:$((BASE + 12))  http://127.0.0.1:$((BASE + 92))
+  control API (JSON /api/v1, gRPC; loopback only, no token): origin-1 http://127.0.0.1:$((BASE + 181)),
+  origin-2 :$((BASE + 182)), edge-1 :$((BASE + 191)), edge-2 :$((BASE + 192))
 
 Push (to either origin; OBS: server rtmp://127.0.0.1:$((BASE + 1))/live, stream key demo):
   ffmpeg -re -f lavfi -i testsrc2=rate=25 -f lavfi -i sine -c:v libx264 -g 50 -c:a aac -f flv rtmp://127.0.0.1:$((BASE + 1))/live/demo

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::admission::{Secret, sign_cluster};
 use common::cluster::{Registry, StreamEvent, StreamRecord};
 use common::media::{FrameKind, Hub, MediaFrame, Publisher};
 use common::net::pull::{Pull, PullEvent};
@@ -39,6 +40,26 @@ pub struct IngestConfig {
     pub read_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Signs every pull (`--cluster-secret`), so origins that require play tokens admit it.
+    pub cluster_secret: Option<Secret>,
+}
+
+/// How long an upstream credential is valid: only its connect is checked, so short.
+const CREDENTIAL_TTL_S: u64 = 60;
+
+impl IngestConfig {
+    /// The stream name the pull asks for: with the cluster credential as its query if a
+    /// secret is set.
+    fn upstream_name(&self, app: &str, name: &str) -> String {
+        let Some(secret) = &self.cluster_secret else {
+            return name.to_string();
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let query = sign_cluster(&secret.0, app, name, now + CREDENTIAL_TTL_S);
+        format!("{name}?{query}")
+    }
 }
 
 /// Rewrites upstream timestamps so players see one monotonic timeline across re-pulls.
@@ -308,7 +329,7 @@ impl Run {
         let connected = Pull::connect(
             addr,
             &self.ingest.app,
-            &self.ingest.name,
+            &cfg.upstream_name(&self.ingest.app, &self.ingest.name),
             cfg.connect_timeout,
             cfg.read_timeout,
         )

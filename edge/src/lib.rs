@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use common::admission::Admission;
 use common::cluster::Role;
 use common::config::{CommonArgs, parse_duration};
 use common::media::{Hub, Publisher, Subscriber};
@@ -86,6 +87,7 @@ pub struct Edge {
     upstreams: Upstreams,
     ingest_config: IngestConfig,
     play_wait: Duration,
+    admission: Admission,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -117,6 +119,10 @@ impl Edge {
 }
 
 impl Node for Edge {
+    fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
     fn upstream(&self, key: &str) -> Option<String> {
         self.ingests.upstream(key)
     }
@@ -161,6 +167,12 @@ fn upstream_addr(url: &str) -> Result<String, NodeError> {
 pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let rtmp = bind(config.common.net.rtmp_listen).await?;
     let http = bind(config.common.net.http_listen).await?;
+    let api_token = config
+        .common
+        .api
+        .token()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let api = bind(config.common.api.api_listen).await?;
     // Without a static list the registry finds owners; with one, a local in-memory registry
     // only records this node.
     let registry = config.common.cluster.registry().await?;
@@ -191,8 +203,10 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             read_timeout: config.edge_upstream_timeout,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
+            cluster_secret: config.common.auth.cluster_secret.clone(),
         },
         play_wait: config.common.media.media_play_wait,
+        admission: config.common.auth.admission(Vec::new()),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });
@@ -207,9 +221,11 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             .hls
             .options(config.common.media.media_play_wait),
         net_args: config.common.net,
+        api_token,
+        api_listen: config.common.api.api_listen,
         load_interval: config.common.cluster.load_interval,
         tasks,
         shutdown,
     };
-    serve(parts, rtmp, http).await
+    serve(parts, rtmp, http, api).await
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use common::admission::Admission;
 use common::cluster::{Claim, Registry, Role, StreamRecord};
 use common::config::CommonArgs;
 use common::media::{Hub, HubError, Publisher, Subscriber};
@@ -33,6 +34,17 @@ pub struct OriginConfig {
         default_value = "takeover"
     )]
     pub on_conflict: OnConflict,
+    /// `APP=KEY` (repeatable; `*` as APP: every app): publishers need a token signed with a
+    /// key of their app in the stream URL's query. Several keys of one app are all valid.
+    #[arg(
+        long = "publish-key",
+        env = "LIVECDN_PUBLISH_KEY",
+        value_name = "APP=KEY",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = common::admission::parse_app_key
+    )]
+    pub publish_key: Vec<common::admission::AppKey>,
 }
 
 /// What a publish of a key owned by another origin does.
@@ -51,6 +63,7 @@ pub struct Origin {
     on_conflict: OnConflict,
     claim_timeout: Duration,
     play_wait: Duration,
+    admission: Admission,
 }
 
 impl Origin {
@@ -67,6 +80,10 @@ impl Origin {
 }
 
 impl Node for Origin {
+    fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
     async fn publish(&self, req: &PublishRequest) -> Result<Publisher, Refusal> {
         if req.name.is_empty() || req.app.is_empty() {
             return Err(Refusal::busy("publish URLs are rtmp://host/{app}/{name}"));
@@ -166,6 +183,12 @@ async fn retry_claim(
 pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let rtmp = bind(config.common.net.rtmp_listen).await?;
     let http = bind(config.common.net.http_listen).await?;
+    let api_token = config
+        .common
+        .api
+        .token()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let api = bind(config.common.api.api_listen).await?;
     let registry = config.common.cluster.registry().await?;
     let hub = Hub::new(config.common.media.hub_config());
     let node = Arc::new(Origin {
@@ -176,6 +199,7 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
         on_conflict: config.on_conflict,
         claim_timeout: config.common.cluster.etcd_timeout,
         play_wait: config.common.media.media_play_wait,
+        admission: config.common.auth.admission(config.publish_key.clone()),
     });
     // A stream taken over by another origin (or not re-claimable after an outage) stops here.
     let mut lost = registry.lost_claims();
@@ -197,9 +221,11 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
             .hls
             .options(config.common.media.media_play_wait),
         net_args: config.common.net,
+        api_token,
+        api_listen: config.common.api.api_listen,
         load_interval: config.common.cluster.load_interval,
         tasks: TaskTracker::new(),
         shutdown,
     };
-    serve(parts, rtmp, http).await
+    serve(parts, rtmp, http, api).await
 }

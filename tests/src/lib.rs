@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod hevc;
 pub mod hls;
+pub mod publish;
 pub mod rtmp;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -144,6 +145,8 @@ pub struct NodeProc {
     pub proc: Proc,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// The control API listener (JSON `/api/v1`, gRPC, `/metrics`).
+    pub api: SocketAddr,
     pub node_id: String,
 }
 
@@ -164,12 +167,15 @@ impl NodeProc {
     pub fn spawn(binary_name: &str, extra: &[&str]) -> NodeProc {
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let node_id = format!("{binary_name}-{}", rtmp.port());
         let mut cmd = Command::new(binary(binary_name));
         cmd.arg("--rtmp-listen")
             .arg(rtmp.to_string())
             .arg("--http-listen")
             .arg(http.to_string())
+            .arg("--api-listen")
+            .arg(api.to_string())
             .arg("--node-id")
             .arg(&node_id)
             .args(extra)
@@ -179,6 +185,7 @@ impl NodeProc {
             proc,
             rtmp,
             http,
+            api,
             node_id,
         };
         let running = &mut o.proc;
@@ -191,7 +198,9 @@ impl NodeProc {
                     "{binary_name} exited: {}",
                     running.output()
                 );
-                TcpStream::connect(http).is_ok() && TcpStream::connect(rtmp).is_ok()
+                TcpStream::connect(http).is_ok()
+                    && TcpStream::connect(rtmp).is_ok()
+                    && TcpStream::connect(api).is_ok()
             },
         );
         o
@@ -208,6 +217,11 @@ impl NodeProc {
     /// GET `path` on the HTTP listener: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.http, path)
+    }
+
+    /// GET `path` on the control API listener: (status, body).
+    pub fn api_get(&self, path: &str) -> (u16, String) {
+        http_get(self.api, path)
     }
 
     /// Sum of every sample of the Prometheus metric `name` whose line contains `filter`.

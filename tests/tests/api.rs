@@ -30,7 +30,7 @@ fn cluster(etcd: &Etcd) -> (NodeProc, NodeProc) {
 }
 
 fn json(node: &NodeProc, path: &str) -> Value {
-    let (status, body) = node.http_get(path);
+    let (status, body) = node.api_get(path);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
@@ -182,7 +182,7 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
     );
 
     // Errors are JSON with a status and a reason.
-    let (status, body) = edge.http_get("/api/v1/streams/live/nothing");
+    let (status, body) = edge.api_get("/api/v1/streams/live/nothing");
     assert_eq!(status, 404);
     let err: Value = serde_json::from_str(&body).expect("json error");
     assert_eq!(err["status"], 404);
@@ -197,7 +197,7 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
         .and_then(|c| c["id"].as_u64())
         .expect("rtmp client id");
     let (status, body) = http_request(
-        edge.http,
+        edge.api,
         "DELETE",
         &format!("/api/v1/clients/{rtmp_id}"),
         Duration::from_secs(60),
@@ -214,7 +214,7 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
     );
     assert!(!flv_player.closed.load(Ordering::Relaxed));
     let (status, _) = http_request(
-        edge.http,
+        edge.api,
         "DELETE",
         &format!("/api/v1/clients/{rtmp_id}"),
         Duration::from_secs(60),
@@ -223,7 +223,7 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
 }
 
 async fn grpc(node: &NodeProc) -> ControlClient<tonic::transport::Channel> {
-    ControlClient::connect(format!("http://{}", node.http))
+    ControlClient::connect(format!("http://{}", node.api))
         .await
         .expect("grpc connect")
 }
@@ -374,7 +374,7 @@ async fn grpc_reflection_lists_the_control_service() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     let origin = NodeProc::start(&[]);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", origin.http))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", origin.api))
         .expect("endpoint")
         .connect()
         .await
@@ -548,4 +548,120 @@ async fn prometheus_sees_every_node_and_true_player_numbers() {
         prom_query(port, &q).first().map(|(_, v)| *v) == Some(0.0)
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `(status, body)` of `method path` on `addr` with an optional bearer token.
+fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = harness::hls::fetch(addr, method, path, &headers);
+    (r.status, r.text())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_calls_live_on_the_api_listener_and_changes_need_the_token() {
+    let origin = NodeProc::start(&["--api-token", "s3cret"]);
+    let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/ctl"), StreamSpec::default());
+    wait_for("the stream", Duration::from_secs(20), || {
+        origin.api_get("/api/v1/streams/live/ctl").0 == 200
+    });
+    // The public port answers no control call, JSON or gRPC.
+    for (method, path) in [
+        ("GET", "/api/v1/streams"),
+        ("GET", "/api/v1/clients"),
+        ("POST", "/api/v1/drain?deadline=0"),
+        ("DELETE", "/api/v1/clients/1"),
+    ] {
+        let (status, _) = call(origin.http, method, path, Some("s3cret"));
+        assert!(
+            status == 404 || status == 405,
+            "{method} {path} on the public port: {status}"
+        );
+    }
+    let public_grpc = ControlClient::connect(format!("http://{}", origin.http))
+        .await
+        .expect("connect")
+        .list_streams(pb::ListStreamsRequest {})
+        .await;
+    assert!(public_grpc.is_err(), "gRPC answered on the public port");
+    // /metrics stays public (aggregate series only) and is on the API listener too.
+    assert_eq!(origin.http_get("/metrics").0, 200);
+    assert_eq!(origin.api_get("/metrics").0, 200);
+
+    // Reading needs no token; changing does.
+    assert_eq!(call(origin.api, "GET", "/api/v1/clients", None).0, 200);
+    for token in [None, Some("wrong"), Some("s3cret-but-longer")] {
+        let (status, body) = call(origin.api, "POST", "/api/v1/drain?deadline=0", token);
+        assert_eq!(status, 401, "{token:?}: {body}");
+        assert_eq!(
+            call(origin.api, "DELETE", "/api/v1/clients/1", token).0,
+            401
+        );
+    }
+    assert_eq!(
+        origin.http_get("/readyz").0,
+        200,
+        "a refused drain changed nothing"
+    );
+
+    let (status, body) = call(
+        origin.api,
+        "POST",
+        "/api/v1/drain?deadline=0",
+        Some("s3cret"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(origin.http_get("/readyz").0, 503);
+    assert_eq!(origin.http_get("/live/ctl.flv").0, 503);
+    assert_eq!(call(origin.api, "POST", "/api/v1/undrain", None).0, 401);
+    assert_eq!(origin.http_get("/readyz").0, 503);
+    let (status, body) = call(origin.api, "POST", "/api/v1/undrain", Some("s3cret"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        origin.http_get("/readyz").0,
+        200,
+        "undrain restores service"
+    );
+    // The drain (deadline 0) closed the publisher: a new one is accepted and plays.
+    let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/ctl"), StreamSpec::default());
+    wait_for("the republished stream", Duration::from_secs(20), || {
+        origin.api_get("/api/v1/streams/live/ctl").0 == 200
+    });
+    let played = harness::ffmpeg_play(&origin.flv_url("live/ctl"), 2, Duration::from_secs(20));
+    assert!(played.ok && played.video_frames >= 40, "{played:?}");
+
+    // gRPC likewise: UNAUTHENTICATED without the token, done with it.
+    let mut g = grpc(&origin).await;
+    let refused = g
+        .drain(pb::DrainRequest {
+            deadline_seconds: 1,
+        })
+        .await;
+    assert_eq!(
+        refused.expect_err("refused").code(),
+        tonic::Code::Unauthenticated
+    );
+    assert_eq!(origin.http_get("/readyz").0, 200);
+    let mut req = tonic::Request::new(pb::DrainRequest {
+        deadline_seconds: 1,
+    });
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().expect("metadata"));
+    g.drain(req).await.expect("drain with the token");
+    assert_eq!(origin.http_get("/readyz").0, 503);
+    let refused = g.undrain(pb::UndrainRequest {}).await;
+    assert_eq!(
+        refused.expect_err("refused").code(),
+        tonic::Code::Unauthenticated
+    );
+    let mut req = tonic::Request::new(pb::UndrainRequest {});
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().expect("metadata"));
+    g.undrain(req).await.expect("undrain with the token");
+    assert_eq!(origin.http_get("/readyz").0, 200);
 }

@@ -134,3 +134,31 @@ fn bad_config_fails_at_start_naming_the_key() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_control_api_off_loopback_needs_a_token() {
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let out = Command::new(binary("origin"))
+        .args(["--rtmp-listen", &port(harness::free_port())])
+        .args(["--http-listen", &port(harness::free_port())])
+        .args(["--api-listen", &format!("0.0.0.0:{}", harness::free_port())])
+        .output()
+        .expect("run origin");
+    assert!(
+        !out.status.success(),
+        "origin started a public API without a token"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--api-listen") && err.contains("--api-token"),
+        "{err}"
+    );
+    // With a token file it starts (and answers reads without the token).
+    let dir = std::env::temp_dir().join(format!("livecdn-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("token");
+    std::fs::write(&file, "t0ken\n").expect("write");
+    let node = NodeProc::start(&["--api-token-file", &file.to_string_lossy()]);
+    assert_eq!(node.api_get("/api/v1/streams").0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -136,7 +136,7 @@ fn cold_edge_serves_hls_that_ffmpeg_decodes_and_lets_the_upstream_go() {
     wait_for(
         "the origin to have the stream",
         Duration::from_secs(20),
-        || origin.http_get("/api/v1/streams/live/cold").0 == 200,
+        || origin.api_get("/api/v1/streams/live/cold").0 == 200,
     );
     // Let the origin's GOP cache fill, then ask the cold edge.
     std::thread::sleep(Duration::from_millis(1500));
@@ -219,7 +219,7 @@ fn cold_edge_serves_hls_that_ffmpeg_decodes_and_lets_the_upstream_go() {
         Duration::from_secs(3),
         || edge.metric("livecdn_media_players", "protocol=\"hls\"") == 1.0,
     );
-    let (status, api) = edge.http_get("/api/v1/streams/live/cold");
+    let (status, api) = edge.api_get("/api/v1/streams/live/cold");
     assert_eq!(status, 200, "{api}");
     let api: serde_json::Value = serde_json::from_str(&api).expect("json");
     assert_eq!(api["players"]["hls"], 1, "{api}");
@@ -245,7 +245,7 @@ fn two_edges_cut_identical_segments() {
     wait_for(
         "the origin to have the stream",
         Duration::from_secs(20),
-        || origin.http_get("/api/v1/streams/live/same").0 == 200,
+        || origin.api_get("/api/v1/streams/live/same").0 == 200,
     );
     // The edges start packaging at different moments.
     let _ = wait_playlist(

@@ -1,5 +1,6 @@
 //! The gRPC control service (`livecdn.control.v1.Control`) with server reflection, served on
-//! the HTTP listener. Same operations as the JSON API, from the same `Control`.
+//! the API listener. Same operations as the JSON API, from the same `Control`; calls that
+//! change the node need the API token when one is set.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -29,6 +30,24 @@ pub fn routes<N: Node>(control: Arc<Control<N>>) -> axum::Router {
 }
 
 struct Service<N: Node>(Arc<Control<N>>);
+
+impl<N: Node> Service<N> {
+    /// UNAUTHENTICATED unless the call carries the API token (`authorization: Bearer ...`
+    /// metadata) when one is configured.
+    fn may_change<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let auth = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if self.0.may_change(auth) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "this call changes the node: send authorization: Bearer <api token>",
+            ))
+        }
+    }
+}
 
 fn to_pb(s: StreamView) -> pb::StreamInfo {
     pb::StreamInfo {
@@ -109,6 +128,7 @@ impl<N: Node> ControlApi for Service<N> {
         &self,
         req: Request<pb::KickClientRequest>,
     ) -> Result<Response<pb::KickClientResponse>, Status> {
+        self.may_change(&req)?;
         let id = req.into_inner().id;
         if self.0.kick(id) {
             Ok(Response::new(pb::KickClientResponse { kicked: true }))
@@ -187,6 +207,7 @@ impl<N: Node> ControlApi for Service<N> {
         &self,
         req: Request<pb::DrainRequest>,
     ) -> Result<Response<pb::DrainResponse>, Status> {
+        self.may_change(&req)?;
         let secs = match req.into_inner().deadline_seconds {
             0 => 30,
             s => s,
@@ -196,6 +217,15 @@ impl<N: Node> ControlApi for Service<N> {
             remaining_clients: d.remaining_clients,
             deadline_reached: d.deadline_reached,
         }))
+    }
+
+    async fn undrain(
+        &self,
+        req: Request<pb::UndrainRequest>,
+    ) -> Result<Response<pb::UndrainResponse>, Status> {
+        self.may_change(&req)?;
+        self.0.undrain();
+        Ok(Response::new(pb::UndrainResponse {}))
     }
 }
 

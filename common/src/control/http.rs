@@ -1,10 +1,12 @@
-//! The HTTP JSON control API (`/api/v1/...`), in the shape SRS users know. Errors are JSON
+//! The HTTP JSON control API (`/api/v1/...`), in the shape SRS users know, on the API listener.
+//! Calls that change the node need the API token when one is set. Errors are JSON
 //! `{"status", "reason"}`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,7 +26,35 @@ pub fn routes<N: Node>(control: Arc<Control<N>>) -> Router {
         .route("/api/v1/cluster/nodes", get(cluster_nodes::<N>))
         .route("/api/v1/cluster/streams", get(cluster_streams::<N>))
         .route("/api/v1/drain", post(drain::<N>))
+        .route("/api/v1/undrain", post(undrain::<N>))
         .with_state(control)
+}
+
+/// 401 unless the call carries the API token (when one is configured).
+fn refuse_change<N: Node>(c: &Control<N>, headers: &HeaderMap) -> Option<Response> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if c.may_change(auth) {
+        return None;
+    }
+    let mut r = json_error(
+        401,
+        "this call changes the node: send Authorization: Bearer <api token>",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    Some(r)
+}
+
+async fn undrain<N: Node>(State(c): State<Arc<Control<N>>>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse_change(&c, &headers) {
+        return r;
+    }
+    c.undrain();
+    Json(serde_json::json!({ "draining": false })).into_response()
 }
 
 async fn streams<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
@@ -45,7 +75,14 @@ async fn clients<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
     Json(serde_json::json!({ "clients": c.clients() })).into_response()
 }
 
-async fn kick<N: Node>(State(c): State<Arc<Control<N>>>, Path(id): Path<String>) -> Response {
+async fn kick<N: Node>(
+    State(c): State<Arc<Control<N>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = refuse_change(&c, &headers) {
+        return r;
+    }
     let Ok(id) = id.parse::<u64>() else {
         return json_error(400, "client ids are numbers");
     };
@@ -126,8 +163,12 @@ struct DrainParams {
 
 async fn drain<N: Node>(
     State(c): State<Arc<Control<N>>>,
+    headers: HeaderMap,
     Query(p): Query<DrainParams>,
 ) -> Response {
+    if let Some(r) = refuse_change(&c, &headers) {
+        return r;
+    }
     let deadline = Duration::from_secs(p.deadline.unwrap_or(30));
     Json(c.drain(deadline).await).into_response()
 }

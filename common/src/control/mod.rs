@@ -33,6 +33,9 @@ pub struct Control<N: Node> {
     pub registry: Arc<dyn Registry>,
     /// Wakes the node's registry refresh (after a change such as draining).
     pub refresh: Arc<Notify>,
+    /// Bearer token of calls that change something; `None`: the API listener is loopback-only
+    /// (checked at start) and anyone who can reach it may.
+    api_token: Option<String>,
     rates: Mutex<HashMap<String, VecDeque<RateSample>>>,
 }
 
@@ -134,14 +137,41 @@ impl<N: Node> Control<N> {
         hub: Arc<Hub>,
         registry: Arc<dyn Registry>,
         refresh: Arc<Notify>,
+        api_token: Option<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             net,
             hub,
             registry,
             refresh,
+            api_token,
             rates: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether a call that changes something may proceed, given its `Authorization` header
+    /// (or gRPC metadata) value. The token is compared in constant time.
+    pub fn may_change(&self, authorization: Option<&str>) -> bool {
+        let Some(token) = &self.api_token else {
+            return true;
+        };
+        let given = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .trim();
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    /// Ends a drain: new publishers and players are accepted again, and the registry hears of
+    /// it at once.
+    pub fn undrain(&self) {
+        self.net.set_draining(false);
+        self.refresh.notify_one();
     }
 
     /// Samples every stream's byte counters once a second (for bitrates) until shutdown.

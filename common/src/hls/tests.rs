@@ -403,7 +403,11 @@ fn a_publisher_clock_jump_is_a_discontinuity_not_a_week_long_part() {
         .collect();
     feed(&mut seg, &frames);
     let all: Vec<_> = seg.segments().iter().collect();
-    assert!(all.iter().all(|s| s.duration_ms <= 2100), "{:?}", names(&seg));
+    assert!(
+        all.iter().all(|s| s.duration_ms <= 2100),
+        "{:?}",
+        names(&seg)
+    );
     assert!(all.windows(2).all(|w| w[1].msn == w[0].msn + 1));
     assert_eq!(all.iter().filter(|s| s.discontinuity).count(), 1);
     assert_eq!(seg.part_target_ms(), 300);

@@ -333,6 +333,17 @@ pub async fn serve<N: Node>(
     file: Option<&str>,
     headers: &HeaderMap,
 ) -> Response {
+    // Every HLS request, not only the playlist: a segment, part or init URL without a valid
+    // token is refused (the playlist hands its query to every URI it lists). The packager's
+    // own play is not checked again.
+    if let Err(r) = ctx.admit_play(&req) {
+        metrics::counter!(metric::PLAYS_REFUSED, "protocol" => "hls", "reason" => r.reason)
+            .increment(1);
+        return with_cors(
+            json_error(r.http_status, &r.description),
+            &ctx.hls_options.cors_origin,
+        );
+    }
     let (resource, base) = match file {
         None => (
             Resource::Playlist(Container::Fmp4),

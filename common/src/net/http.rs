@@ -100,14 +100,23 @@ async fn play_file<N: Node>(
                 "unknown path: play URLs are /{app}/{name}.flv, /{app}/{name}.m3u8, /{app}/{name}",
             );
         }
-        return player_page(&ctx.hls_options, &app, &file, &query);
+        // The page itself needs a valid token: it hands its query to the URLs it plays.
+        let req = play_request(app, &file, query, peer, "page");
+        if let Err(r) = ctx.admit_play(&req) {
+            metrics::counter!(metric::PLAYS_REFUSED, "protocol" => "page", "reason" => r.reason)
+                .increment(1);
+            return json_error(r.http_status, &r.description);
+        }
+        return player_page(&ctx.hls_options, &req.app, &req.name, &req.query);
     };
     if ctx.shutdown.is_cancelled() {
         return json_error(503, "shutting down");
     }
     let asked = Instant::now();
     let req = play_request(app, name, query, peer, "http-flv");
-    let accepted = if ctx.is_draining() {
+    let accepted = if let Err(r) = ctx.admit_play(&req) {
+        Err(r)
+    } else if ctx.is_draining() {
         Err(Refusal::draining(false))
     } else {
         ctx.node.play(&req).await

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Action, Admission, Ask, Denial};
 use crate::media::{Publisher, Subscriber};
 
 /// A publish as the network asked for it.
@@ -93,6 +94,20 @@ impl Refusal {
         }
     }
 
+    /// Admission said no: `NetStream.Publish.Unauthorized` / `NetStream.Play.Failed`, HTTP
+    /// 401 (no or unreadable token) or 403 (expired, forged, another stream).
+    pub fn denied(action: Action, denial: &Denial) -> Self {
+        Self {
+            rtmp_code: match action {
+                Action::Publish => "NetStream.Publish.Unauthorized",
+                Action::Play => "NetStream.Play.Failed",
+            },
+            http_status: denial.http_status(),
+            reason: denial.reason(),
+            description: denial.to_string(),
+        }
+    }
+
     pub fn unavailable(description: impl Into<String>) -> Self {
         Self {
             rtmp_code: "NetStream.Play.Failed",
@@ -112,6 +127,11 @@ pub trait Node: Send + Sync + 'static {
     fn play(&self, req: &PlayRequest) -> impl Future<Output = Result<Subscriber, Refusal>> + Send;
     /// An accepted publish ended (by any path).
     fn unpublished(&self, _req: &PublishRequest) {}
+    /// What this node admits (keys, cluster secret): every entry point asks it before
+    /// `publish` or `play`.
+    fn admission(&self) -> &Admission {
+        &crate::admission::OPEN
+    }
     /// The upstream this node pulls `app/name` from (edges), for the APIs.
     fn upstream(&self, _key: &str) -> Option<String> {
         None
@@ -191,6 +211,57 @@ impl<N: Node> NetContext<N> {
     pub fn set_draining(&self, on: bool) {
         self.draining.store(on, Ordering::Relaxed);
         metrics::gauge!(crate::telemetry::metric::DRAINING).set(if on { 1.0 } else { 0.0 });
+    }
+
+    /// The admission check of a publish, before `Node::publish`.
+    pub fn admit_publish(&self, req: &PublishRequest) -> Result<(), Refusal> {
+        self.admit(
+            Action::Publish,
+            "rtmp",
+            &req.app,
+            &req.name,
+            &req.query,
+            &req.peer,
+        )
+    }
+
+    /// The admission check of a play request (RTMP, HTTP-FLV, every HLS request, the player
+    /// page), before `Node::play`.
+    pub fn admit_play(&self, req: &PlayRequest) -> Result<(), Refusal> {
+        self.admit(
+            Action::Play,
+            req.protocol,
+            &req.app,
+            &req.name,
+            &req.query,
+            &req.peer,
+        )
+    }
+
+    fn admit(
+        &self,
+        action: Action,
+        protocol: &str,
+        app: &str,
+        name: &str,
+        query: &str,
+        peer: &str,
+    ) -> Result<(), Refusal> {
+        let ask = Ask {
+            action,
+            protocol,
+            app,
+            name,
+            query,
+            peer,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.node.admission().check(&ask, now).map(|_| ()).map_err(|d| {
+            tracing::debug!(stream = %format!("{app}/{name}"), protocol, peer, denial = %d, "refused by admission");
+            Refusal::denied(action, &d)
+        })
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -70,7 +70,8 @@ pub struct Pull {
 }
 
 impl Pull {
-    /// Connects to `addr` (`host:port`) and asks to play `app/name`.
+    /// Connects to `addr` (`host:port`) and asks to play `app/name` (`name` may carry a
+    /// `?query`, e.g. the cluster credential).
     pub async fn connect(
         addr: &str,
         app: &str,

@@ -268,7 +268,11 @@ async fn start_publish<N: Node>(
     req: PublishRequest,
     stream_id: u32,
 ) -> Result<(), ConnError> {
-    let accepted = if ctx.is_draining() {
+    // Admission before anything else, the claim of the key included: an unauthenticated
+    // publisher never takes a stream over.
+    let accepted = if let Err(r) = ctx.admit_publish(&req) {
+        Err(r)
+    } else if ctx.is_draining() {
         Err(Refusal::draining(true))
     } else {
         ctx.node.publish(&req).await
@@ -307,7 +311,9 @@ async fn start_play<N: Node>(
     stream_id: u32,
 ) -> Result<(), ConnError> {
     let asked = Instant::now();
-    let accepted = if ctx.is_draining() {
+    let accepted = if let Err(r) = ctx.admit_play(&req) {
+        Err(r)
+    } else if ctx.is_draining() {
         Err(Refusal::draining(false))
     } else {
         ctx.node.play(&req).await
