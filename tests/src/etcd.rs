@@ -137,3 +137,20 @@ fn healthy(addr: SocketAddr) -> bool {
     let _ = s.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).contains("\"health\":\"true\"")
 }
+
+impl Etcd {
+    /// A node of `binary` (origin or edge) registered here with a 2 s lease and 1 s load
+    /// updates, plus `extra` flags.
+    pub fn node(&self, binary: &str, extra: &[&str]) -> crate::NodeProc {
+        let mut args = vec![
+            "--etcd",
+            &self.endpoint,
+            "--etcd-lease-ttl",
+            "2s",
+            "--load-interval",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        crate::NodeProc::spawn(binary, &args)
+    }
+}

@@ -22,19 +22,6 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn node(binary: &str, etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    let mut args = vec![
-        "--etcd",
-        &etcd.endpoint,
-        "--etcd-lease-ttl",
-        "2s",
-        "--load-interval",
-        "1s",
-    ];
-    args.extend_from_slice(extra);
-    NodeProc::spawn(binary, &args)
-}
-
 /// `livecdn-sign` as an operator runs it: the query to append.
 fn livecdn_sign(args: &[&str]) -> String {
     let out = Command::new(binary("livecdn-sign"))
@@ -198,9 +185,9 @@ async fn publish_needs_a_valid_token_of_any_key_of_the_app() {
 async fn a_takeover_without_a_valid_token_leaves_publisher_and_viewers_alone() {
     let etcd = Etcd::start();
     let keys = ["--publish-key", "live=k"];
-    let a = node("origin", &etcd, &keys);
-    let b = node("origin", &etcd, &keys);
-    let e = node("edge", &etcd, &[]);
+    let a = etcd.node("origin", &keys);
+    let b = etcd.node("origin", &keys);
+    let e = etcd.node("edge", &[]);
     let q = sign_hmac("k", "live", "mine", now() + 600);
     let _first = FfmpegPublisher::start(
         &a.rtmp_url(&format!("live/mine?{q}")),
@@ -268,8 +255,8 @@ async fn signed_play_urls_on_edge_and_origin_over_rtmp_flv_hls_and_the_page() {
         "--media-play-wait",
         "3s",
     ];
-    let origin = node("origin", &etcd, &auth);
-    let edge = node("edge", &etcd, &auth);
+    let origin = etcd.node("origin", &auth);
+    let edge = etcd.node("edge", &auth);
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/demo"), StreamSpec::default());
     let token = sign_hmac("view-new", "live", "demo", now() + 600);
     wait_playable(&edge, &format!("live/demo?{token}")).await;
@@ -378,9 +365,8 @@ async fn signed_play_urls_on_edge_and_origin_over_rtmp_flv_hls_and_the_page() {
 
     // The origin requires play tokens of everyone but the cluster: an edge with another
     // cluster secret cannot pull, even for a viewer with a valid token.
-    let stranger = node(
+    let stranger = etcd.node(
         "edge",
-        &etcd,
         &[
             "--play-key",
             "live=view-new",

@@ -1,7 +1,7 @@
 //! Smoke test of the load generator (bench/): the built `loadgen` binary publishes its
-//! synthetic stream to a real origin and plays it back with a few RTMP and HTTP-FLV players for
-//! a few seconds; its JSON report must show frames, measured latency and first-frame times, and
-//! every player ok.
+//! synthetic stream to a real origin and plays it back with a few RTMP, HTTP-FLV and HLS
+//! (plain and LL-HLS) players for a few seconds; its JSON report must show frames, measured
+//! latency and first-frame times, and every player ok.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,6 +10,12 @@ use harness::{NodeProc, binary};
 
 /// Runs loadgen against `origin` with `extra` flags; returns its parsed JSON report.
 fn loadgen(origin: &NodeProc, name: &str, extra: &[&str]) -> Json {
+    let timing = ["--lead", "1", "--warmup", "1.5", "--duration", "3"];
+    loadgen_timed(origin, name, &timing, extra)
+}
+
+/// [`loadgen`] with the lead, warm-up and window given in `timing`.
+fn loadgen_timed(origin: &NodeProc, name: &str, timing: &[&str], extra: &[&str]) -> Json {
     let json: PathBuf = std::env::temp_dir().join(format!(
         "livecdn-loadgen-{}-{name}.json",
         std::process::id()
@@ -17,16 +23,8 @@ fn loadgen(origin: &NodeProc, name: &str, extra: &[&str]) -> Json {
     let key = format!("live/{name}");
     let out = Command::new(binary("loadgen"))
         .args(["--publish", &origin.rtmp_url(&key)])
-        .args([
-            "--lead",
-            "1",
-            "--warmup",
-            "1.5",
-            "--duration",
-            "3",
-            "--ramp",
-            "0",
-        ])
+        .args(timing)
+        .args(["--ramp", "0"])
         .args(["--pid", &format!("origin={}", origin.proc.pid())])
         .arg("--json")
         .arg(&json)
@@ -127,6 +125,78 @@ fn loadgen_session_decoder_and_a_stalled_player() {
         .and_then(|s| s.index(0))
         .expect("stalled player reported");
     assert_eq!(stalled.get("played"), Some(&Json::Bool(true)));
+}
+
+#[test]
+fn loadgen_measures_plain_and_low_latency_hls_clients() {
+    let origin = NodeProc::start(&[]);
+    let ll = format!("http://{}/live/hsmoke.m3u8", origin.http);
+    let plain = format!("http://{}/live/hsmoke/ts.m3u8", origin.http);
+    // A keyframe every second; the first playlist waits for a complete 2 s segment, and plain
+    // clients get a segment every 2 s: a longer warm-up and window than the others.
+    let timing = ["--lead", "1", "--warmup", "3", "--duration", "6"];
+    let r = loadgen_timed(
+        &origin,
+        "hsmoke",
+        &timing,
+        &[
+            "--players",
+            "4",
+            "--gop",
+            "25",
+            "--play",
+            &ll,
+            "--play",
+            &plain,
+        ],
+    );
+    let n = |path: &str| r.num(path);
+    assert_eq!(n("players.started"), 4.0);
+    assert_eq!(n("players.ok"), 4.0, "every client ok: {r:?}");
+    assert!(r.get("errors").is_some_and(Json::is_empty), "errors: {r:?}");
+    assert_eq!(n("hls.players"), 4.0);
+    assert_eq!(n("hls.low_latency"), 2.0, "the .m3u8 playlist is LL-HLS");
+    assert_eq!(n("hls.plain"), 2.0, "ts.m3u8 is plain HLS");
+    assert!(
+        n("hls.parts_per_s") > 4.0,
+        "LL clients fetch ~3 parts/s each"
+    );
+    assert!(
+        n("hls.segments_per_s") > 0.5,
+        "plain clients fetch a segment/2 s each"
+    );
+    assert!(
+        n("hls.blocking_reloads_per_s") > 4.0,
+        "LL clients block on reloads"
+    );
+    assert!(
+        r.get("hls")
+            .and_then(|h| h.get("errors"))
+            .is_some_and(Json::is_empty),
+        "no failed request: {r:?}"
+    );
+    assert_eq!(n("hls.first_playlist_ms.n"), 4.0);
+    let first = n("hls.first_playlist_ms.p99");
+    assert!(first > 0.0 && first < 5000.0, "first playlist {first} ms");
+    assert_eq!(
+        n("first_frame_keyframe_share"),
+        1.0,
+        "segments start on keyframes"
+    );
+    assert!(n("fps.mean") > 20.0, "frames found in the media: {r:?}");
+    // Latency on every frame: a part's worth for LL-HLS, up to a segment for plain HLS.
+    let groups = r.get("groups").expect("groups");
+    let (ll, plain) = (
+        groups.index(0).expect("ll"),
+        groups.index(1).expect("plain"),
+    );
+    assert!(ll.num("latency_ms.n") > 100.0 && plain.num("latency_ms.n") > 100.0);
+    let (ll50, plain50) = (ll.num("latency_ms.p50"), plain.num("latency_ms.p50"));
+    assert!(ll50 > 0.0 && ll50 < 1000.0, "LL-HLS latency p50 {ll50} ms");
+    assert!(
+        plain50 > ll50 && plain50 < 3000.0,
+        "plain HLS latency p50 {plain50} ms (LL {ll50})"
+    );
 }
 
 /// A minimal JSON value and parser (the test crate has no JSON dependency).

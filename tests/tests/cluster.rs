@@ -9,28 +9,12 @@ use harness::etcd::Etcd;
 use harness::rtmp::{Client, Watcher, first_video_frame, wait_playable};
 use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, wait_for};
 
-const TTL: &str = "2s";
-
-/// A node of `binary` registered in `etcd` with short lease and load intervals.
-fn node(binary: &str, etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    let mut args = vec![
-        "--etcd",
-        &etcd.endpoint,
-        "--etcd-lease-ttl",
-        TTL,
-        "--load-interval",
-        "1s",
-    ];
-    args.extend_from_slice(extra);
-    NodeProc::spawn(binary, &args)
-}
-
 fn origin(etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    node("origin", etcd, extra)
+    etcd.node("origin", extra)
 }
 
 fn edge(etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    node("edge", etcd, extra)
+    etcd.node("edge", extra)
 }
 
 async fn inspect(etcd: &Etcd) -> std::sync::Arc<EtcdRegistry> {

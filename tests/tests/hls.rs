@@ -10,19 +10,6 @@ use harness::etcd::Etcd;
 use harness::hls::{Playlist, fetch, get, resolve, wait_playlist};
 use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, require, wait_for};
 
-fn node(binary: &str, etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    let mut args = vec![
-        "--etcd",
-        &etcd.endpoint,
-        "--etcd-lease-ttl",
-        "2s",
-        "--load-interval",
-        "1s",
-    ];
-    args.extend_from_slice(extra);
-    NodeProc::spawn(binary, &args)
-}
-
 /// Downloads `uris` (resolved against `playlist`) back to back into one file.
 fn download(addr: SocketAddr, playlist: &str, uris: &[&str], file: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
@@ -126,10 +113,9 @@ fn assert_decodes(addr: SocketAddr, path: &str, p: &Playlist, ext: &str) {
 #[test]
 fn cold_edge_serves_hls_that_ffmpeg_decodes_and_lets_the_upstream_go() {
     let etcd = Etcd::start();
-    let origin = node("origin", &etcd, &[]);
-    let edge = node(
+    let origin = etcd.node("origin", &[]);
+    let edge = etcd.node(
         "edge",
-        &etcd,
         &["--hls-idle-timeout", "2s", "--edge-idle-grace", "1s"],
     );
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/cold"), StreamSpec::default());
@@ -238,9 +224,9 @@ fn cold_edge_serves_hls_that_ffmpeg_decodes_and_lets_the_upstream_go() {
 #[test]
 fn two_edges_cut_identical_segments() {
     let etcd = Etcd::start();
-    let origin = node("origin", &etcd, &[]);
-    let a = node("edge", &etcd, &[]);
-    let b = node("edge", &etcd, &[]);
+    let origin = etcd.node("origin", &[]);
+    let a = etcd.node("edge", &[]);
+    let b = etcd.node("edge", &[]);
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/same"), StreamSpec::default());
     wait_for(
         "the origin to have the stream",
@@ -439,9 +425,9 @@ fn ll_hls_blocking_reload_preload_hint_and_delta_updates() {
 #[test]
 fn media_sequence_survives_failover_with_a_discontinuity() {
     let etcd = Etcd::start();
-    let a = node("origin", &etcd, &[]);
-    let b = node("origin", &etcd, &[]);
-    let edge = node("edge", &etcd, &[]);
+    let a = etcd.node("origin", &[]);
+    let b = etcd.node("origin", &[]);
+    let edge = etcd.node("edge", &[]);
     let mut publisher = FfmpegPublisher::start(&a.rtmp_url("live/fo"), StreamSpec::default());
     let path = "/live/fo.m3u8";
     let before = wait_playlist(

@@ -12,23 +12,10 @@ use std::time::Duration;
 use harness::etcd::Etcd;
 use harness::hls::{Playlist, get, resolve, wait_playlist};
 use harness::publish::{Program, Publisher, aac_tags_from_adts, hevc_tags};
-use harness::{NodeProc, require, wait_for};
+use harness::{require, wait_for};
 
 const FPS: u32 = 25;
 const SECONDS: u32 = 6;
-
-fn node(binary: &str, etcd: &Etcd, extra: &[&str]) -> NodeProc {
-    let mut args = vec![
-        "--etcd",
-        &etcd.endpoint,
-        "--etcd-lease-ttl",
-        "2s",
-        "--load-interval",
-        "1s",
-    ];
-    args.extend_from_slice(extra);
-    NodeProc::spawn(binary, &args)
-}
 
 fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("livecdn-hls-hevc-{}-{name}", std::process::id()))
@@ -191,8 +178,8 @@ fn hevc_over_enhanced_rtmp_reaches_hls_as_hvc1_and_ts() {
     require("ffmpeg");
     let program = program();
     let etcd = Etcd::start();
-    let origin = node("origin", &etcd, &[]);
-    let edge = node("edge", &etcd, &[]);
+    let origin = etcd.node("origin", &[]);
+    let edge = etcd.node("edge", &[]);
     let mut publisher = Publisher::start(origin.rtmp, "live", "hevc", program);
     publisher.wait_publishing(Duration::from_secs(10));
     wait_for(

@@ -4,7 +4,7 @@
 mod audio;
 mod av1;
 mod avc;
-mod bits;
+pub(crate) mod bits;
 pub mod codec;
 mod hevc;
 pub mod tag;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::flv::VideoCodec;
+use crate::flv::bits::BitReader;
 use crate::hls::{AudioTrack, Tracks, VideoTrack};
 
 /// RFC 6381 CODECS of the packaged tracks, video first, comma separated (e.g.
@@ -89,7 +90,7 @@ fn av1(out: &mut String, record: &[u8]) {
 /// `mp4a.40.<audio object type>`; AAC-LC (2) when the AudioSpecificConfig is unreadable,
 /// since AAC is all this muxer packages and LC is what nearly every encoder sends.
 fn audio_codec(out: &mut String, track: &AudioTrack) {
-    let mut bits = Bits::new(&track.asc);
+    let mut bits = BitReader::new(&track.asc);
     let aot = audio_object_type(&mut bits).unwrap_or(2);
     let _ = write!(out, "mp4a.40.{aot}");
 }
@@ -101,42 +102,18 @@ pub(super) fn asc_core_rate(asc: &[u8]) -> Option<u32> {
         96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
         8_000, 7_350,
     ];
-    let mut bits = Bits::new(asc);
+    let mut bits = BitReader::new(asc);
     audio_object_type(&mut bits)?;
-    match bits.read(4)? {
-        15 => bits.read(24),
+    match bits.u32_bits(4)? {
+        15 => bits.u32_bits(24),
         index => RATES.get(index as usize).copied(),
     }
 }
 
 /// audioObjectType (ISO/IEC 14496-3 1.6.2.1): 5 bits, 31 escapes to 32 + 6 more bits.
-fn audio_object_type(bits: &mut Bits<'_>) -> Option<u32> {
-    match bits.read(5)? {
-        31 => Some(32 + bits.read(6)?),
+fn audio_object_type(bits: &mut BitReader<'_>) -> Option<u32> {
+    match bits.u32_bits(5)? {
+        31 => Some(32 + bits.u32_bits(6)?),
         aot => Some(aot),
-    }
-}
-
-/// A big-endian bit reader that returns `None` past the end.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bits<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
-    }
-
-    /// Up to 32 bits.
-    fn read(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n.min(32) {
-            let byte = self.data.get(self.pos / 8)?;
-            let bit = (byte >> (7 - self.pos % 8)) & 1;
-            v = v << 1 | u32::from(bit);
-            self.pos += 1;
-        }
-        Some(v)
     }
 }

@@ -2,6 +2,7 @@
 //! the AudioSpecificConfig. Must stay bounds-checked: any config yields a header or `None`.
 
 use crate::flv::AudioCodec;
+use crate::flv::bits::BitReader;
 use crate::hls::AudioTrack;
 
 /// Bytes in an ADTS header without CRC (protection_absent = 1).
@@ -32,10 +33,10 @@ impl AdtsConfig {
     /// other object types as AAC-LC, and an explicit rate (index 15) as the nearest table rate.
     /// `None` if the config is too short or its rate index is reserved.
     pub fn from_asc(asc: &[u8]) -> Option<Self> {
-        let mut r = Bits::new(asc);
+        let mut r = BitReader::new(asc);
         let mut aot = object_type(&mut r)?;
         let sampling_index = sampling_index(&mut r)?;
-        let channel_config = r.read(4)? as u8;
+        let channel_config = r.u32_bits(4)? as u8;
         if aot == 5 || aot == 29 {
             // Explicit hierarchical signalling: the SBR output rate, then the core object type.
             sampling_index_or_skip(&mut r)?;
@@ -105,24 +106,24 @@ impl AdtsConfig {
     }
 }
 
-fn object_type(r: &mut Bits<'_>) -> Option<u32> {
-    match r.read(5)? {
-        31 => Some(32 + r.read(6)?),
+fn object_type(r: &mut BitReader<'_>) -> Option<u32> {
+    match r.u32_bits(5)? {
+        31 => Some(32 + r.u32_bits(6)?),
         aot => Some(aot),
     }
 }
 
-fn sampling_index(r: &mut Bits<'_>) -> Option<u8> {
-    match r.read(4)? {
-        15 => Some(nearest_rate_index(r.read(24)?)),
+fn sampling_index(r: &mut BitReader<'_>) -> Option<u8> {
+    match r.u32_bits(4)? {
+        15 => Some(nearest_rate_index(r.u32_bits(24)?)),
         i if (i as usize) < RATES.len() => Some(i as u8),
         _ => None,
     }
 }
 
-fn sampling_index_or_skip(r: &mut Bits<'_>) -> Option<()> {
-    if r.read(4)? == 15 {
-        r.read(24)?;
+fn sampling_index_or_skip(r: &mut BitReader<'_>) -> Option<()> {
+    if r.u32_bits(4)? == 15 {
+        r.u32_bits(24)?;
     }
     Some(())
 }
@@ -136,28 +137,4 @@ pub fn nearest_rate_index(rate: u32) -> u8 {
         }
     }
     best as u8
-}
-
-/// MSB-first bit reader; every read past the end is `None`.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bits<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
-    }
-
-    /// Up to 32 bits.
-    fn read(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            let bit = (byte >> (7 - (self.pos % 8))) & 1;
-            v = (v << 1) | u32::from(bit);
-            self.pos += 1;
-        }
-        Some(v)
-    }
 }
