@@ -456,6 +456,53 @@ pub fn sign_cluster(secret: &str, app: &str, name: &str, expires: u64) -> String
     format!("cluster_expires={exp}&cluster_sign={sign}")
 }
 
+/// Longest app, in bytes.
+pub const MAX_APP_LEN: usize = 64;
+/// Longest stream name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Why an app or a stream name is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    #[error("the {0} is empty")]
+    Empty(&'static str),
+    #[error("the {what} is longer than {max} bytes")]
+    TooLong { what: &'static str, max: usize },
+    #[error("the {0} may only hold ASCII letters, digits, `-`, `_`, `.` and `~`")]
+    Charset(&'static str),
+    #[error("the {0} may not start with `.`")]
+    LeadingDot(&'static str),
+}
+
+/// Checks an app and a stream name before anything else looks at them: not empty, at most
+/// `MAX_APP_LEN` / `MAX_NAME_LEN` bytes, only `A-Z a-z 0-9 - _ . ~` (the URL-unreserved
+/// set: no `/`, no `%`, no control character, nothing a URL or an etcd key would treat
+/// specially), and no leading `.` (so no `.` or `..`). Without `/` in either part, the key
+/// `app/name` names exactly one (app, name) pair: `a` + `b/c` and `a/b` + `c` cannot meet.
+pub fn validate_name(app: &str, name: &str) -> Result<(), BadName> {
+    check_part("app", app, MAX_APP_LEN)?;
+    check_part("stream name", name, MAX_NAME_LEN)
+}
+
+fn check_part(what: &'static str, s: &str, max: usize) -> Result<(), BadName> {
+    if s.is_empty() {
+        return Err(BadName::Empty(what));
+    }
+    if s.len() > max {
+        return Err(BadName::TooLong { what, max });
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+    {
+        return Err(BadName::Charset(what));
+    }
+    if s.starts_with('.') {
+        return Err(BadName::LeadingDot(what));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "admission_tests.rs"]
 mod tests;

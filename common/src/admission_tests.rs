@@ -316,3 +316,47 @@ fn app_keys_parse_and_never_print_their_secret() {
         "{shown}"
     );
 }
+
+#[test]
+fn names_are_validated_before_anything_else() {
+    for (app, name) in [
+        ("live", "cam"),
+        ("live", "cam-1_b.hd~2"),
+        ("a", "b"),
+        ("LIVE", "Cam.v2"),
+        (&*"a".repeat(MAX_APP_LEN), &*"n".repeat(MAX_NAME_LEN)),
+    ] {
+        assert_eq!(validate_name(app, name), Ok(()), "{app}/{name}");
+    }
+    let bad: &[(&str, &str)] = &[
+        ("", "cam"),
+        ("live", ""),
+        ("live", "b/c"),
+        ("a/b", "c"),
+        ("live", ".."),
+        ("..", "cam"),
+        ("live", ".hidden"),
+        ("live", "cam\n"),
+        ("live", "cam\0"),
+        ("live", "c am"),
+        ("live", "c%2Fam"),
+        ("live", "cam?x"),
+        ("live", "cam=1"),
+        ("live", "cäm"),
+        ("live", "cam\\x"),
+    ];
+    for (app, name) in bad {
+        assert!(validate_name(app, name).is_err(), "{app:?}/{name:?}");
+    }
+    assert!(matches!(
+        validate_name(&"a".repeat(MAX_APP_LEN + 1), "cam"),
+        Err(BadName::TooLong { .. })
+    ));
+    assert!(matches!(
+        validate_name("live", &"n".repeat(MAX_NAME_LEN + 1)),
+        Err(BadName::TooLong { .. })
+    ));
+    // `a` + `b/c` and `a/b` + `c` would both be the key `a/b/c`: neither is accepted, so
+    // no two accepted (app, name) pairs share a key.
+    assert!(validate_name("a", "b/c").is_err() && validate_name("a/b", "c").is_err());
+}

@@ -357,13 +357,52 @@ pub struct NetArgs {
     /// A write to a player that makes no progress for this long closes it.
     #[arg(long = "net-write-timeout", env = "LIVECDN_NET_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub net_write_timeout: Duration,
-    /// RTMP connections beyond this are refused at accept.
+    /// One budget of open connections across the public listeners (RTMP, RTMPS, HTTP,
+    /// HTTPS; not the API listener): beyond it, new connections are closed at accept.
     #[arg(
         long = "net-max-connections",
         env = "LIVECDN_NET_MAX_CONNECTIONS",
         default_value_t = 20_000
     )]
     pub net_max_connections: usize,
+    /// Open connections from one client address across the public listeners (0: no limit).
+    #[arg(
+        long = "net-max-connections-per-ip",
+        env = "LIVECDN_NET_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 100
+    )]
+    pub net_max_connections_per_ip: usize,
+    /// Networks (`10.0.0.0/8`, `::1/128`, an address; comma-separated) without a
+    /// per-address limit: other nodes of the cluster (an edge pulls every stream it serves
+    /// from its origin over one address) and proxies. `""`: none.
+    #[arg(
+        long = "net-trusted-networks",
+        env = "LIVECDN_NET_TRUSTED_NETWORKS",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128",
+        value_parser = check_cidr
+    )]
+    pub net_trusted_networks: Vec<String>,
+    /// An HTTP request head must arrive within this (over HTTPS, the TLS handshake too; on
+    /// HTTP/1 keep-alive, also the wait for the next request).
+    #[arg(long = "http-header-timeout", env = "LIVECDN_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+    /// An HTTP connection with no bytes either way for this long is closed (an idle HTTP/2
+    /// connection, a response that sends nothing).
+    #[arg(long = "http-idle-timeout", env = "LIVECDN_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub http_idle_timeout: Duration,
+    /// PEM certificate chain of the RTMPS and HTTPS listeners; re-read when it changes.
+    #[arg(long = "tls-cert", env = "LIVECDN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls-cert`; re-read when it changes.
+    #[arg(long = "tls-key", env = "LIVECDN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// RTMPS listener (publish and play over TLS); absent: none. Needs --tls-cert and --tls-key.
+    #[arg(long = "rtmps-listen", env = "LIVECDN_RTMPS_LISTEN")]
+    pub rtmps_listen: Option<SocketAddr>,
+    /// HTTPS listener (HTTP-FLV, HLS, the player page); absent: none. Needs --tls-cert and --tls-key.
+    #[arg(long = "https-listen", env = "LIVECDN_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
     /// Frames per write batch (one writev).
     #[arg(long = "net-batch-frames", env = "LIVECDN_NET_BATCH_FRAMES", default_value_t = 64, value_parser = clap::value_parser!(usize))]
     pub net_batch_frames: usize,
@@ -374,6 +413,14 @@ pub struct NetArgs {
         default_value_t = 0
     )]
     pub net_send_buffer: usize,
+}
+
+/// A network of `--net-trusted-networks` (`""` stands for none).
+fn check_cidr(s: &str) -> Result<String, String> {
+    if !s.trim().is_empty() {
+        crate::net::limit::Cidr::parse(s)?;
+    }
+    Ok(s.to_string())
 }
 
 fn advertised(explicit: &Option<String>, listen: SocketAddr) -> String {
@@ -408,12 +455,37 @@ impl NetArgs {
         advertised(&self.http_advertise, self.http_listen)
     }
 
+    /// The TLS acceptors if a TLS listener is configured (`None` without one); a listener
+    /// without a certificate and key, or unreadable files, is an error naming the option.
+    pub fn tls(&self) -> Result<Option<crate::net::tls::Tls>, ConfigError> {
+        if self.rtmps_listen.is_none() && self.https_listen.is_none() {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Err(ConfigError::Invalid(
+                "--rtmps-listen and --https-listen need --tls-cert and --tls-key ([tls] cert, key)"
+                    .into(),
+            ));
+        };
+        crate::net::tls::Tls::new(cert.clone(), key.clone())
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
     pub fn limits(&self) -> NetLimits {
         NetLimits {
             handshake_timeout: self.rtmp_handshake_timeout,
             publish_idle_timeout: self.rtmp_publish_idle_timeout,
             write_timeout: self.net_write_timeout,
             max_connections: self.net_max_connections,
+            max_connections_per_ip: self.net_max_connections_per_ip,
+            trusted_networks: self
+                .net_trusted_networks
+                .iter()
+                .filter_map(|c| crate::net::limit::Cidr::parse(c).ok())
+                .collect(),
+            http_header_timeout: self.http_header_timeout,
+            http_idle_timeout: self.http_idle_timeout,
             batch_frames: self.net_batch_frames.max(1),
             send_buffer: self.net_send_buffer,
         }
@@ -505,6 +577,14 @@ pub struct MediaArgs {
         default_value_t = 10_000
     )]
     pub media_queue_max_ms: u32,
+    /// Payload bytes a player's queue may hold (headers and metadata included) before it drops
+    /// to the next keyframe; a player whose headers alone exceed it is disconnected.
+    #[arg(
+        long = "media-queue-max-bytes",
+        env = "LIVECDN_MEDIA_QUEUE_MAX_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub media_queue_max_bytes: usize,
     /// A player that overflows this many times within the slow window is disconnected.
     #[arg(
         long = "media-slow-max-overflows",
@@ -531,6 +611,7 @@ impl MediaArgs {
             gop_max_frames: self.media_gop_max_frames,
             gop_max_bytes: self.media_gop_max_bytes,
             queue_max_ms: self.media_queue_max_ms,
+            queue_max_bytes: self.media_queue_max_bytes.max(1),
             slow_max_overflows: self.media_slow_max_overflows.max(1),
             slow_window_ms: self.media_slow_window_ms,
         }

@@ -72,6 +72,20 @@ pub async fn serve<N: Node>(
         _ => "origin",
     };
     crate::telemetry::init_metrics(role);
+    // TLS listeners are optional: bound here, with the certificate loaded (or the start fails
+    // naming the option or file).
+    let tls = parts
+        .net_args
+        .tls()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let rtmps = match parts.net_args.rtmps_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let https = match parts.net_args.https_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let ctx = NetContext::new(
         parts.node,
         parts.net_args.limits(),
@@ -104,6 +118,8 @@ pub async fn serve<N: Node>(
         rtmp = %parts.net_args.rtmp_listen,
         http = %parts.net_args.http_listen,
         api = %parts.api_listen,
+        rtmps = ?parts.net_args.rtmps_listen,
+        https = ?parts.net_args.https_listen,
         "node started"
     );
     let record = NodeRecord {
@@ -126,15 +142,49 @@ pub async fn serve<N: Node>(
         parts.hub.clone(),
     ));
     let tasks = parts.tasks;
-    let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone()));
-    let limits = parts.net_args.limits();
+    let rtmp_task = tokio::spawn(net::rtmp::serve(rtmp, ctx.clone(), tasks.clone(), None));
+    let public = net::http::HttpServe {
+        limits: parts.net_args.limits(),
+        budget: Some(ctx.budget.clone()),
+        tls: None,
+        max_body: net::http::PUBLIC_MAX_BODY,
+    };
+    // The API listener is the operators' way in when the public budget is exhausted: it
+    // does not count against it (it listens on loopback or a private network).
+    let api_serve = net::http::HttpServe {
+        budget: None,
+        max_body: net::http::API_MAX_BODY,
+        ..public.clone()
+    };
     let shutdown = parts.shutdown.clone();
+    let mut tls_tasks = Vec::new();
+    if let Some(tls) = tls {
+        tokio::spawn(tls.store.clone().watch(shutdown.clone()));
+        if let Some(l) = rtmps {
+            tls_tasks.push(tokio::spawn(net::rtmp::serve(
+                l,
+                ctx.clone(),
+                tasks.clone(),
+                Some(tls.rtmps.clone()),
+            )));
+        }
+        if let Some(l) = https {
+            let opts = net::http::HttpServe {
+                tls: Some(tls.https.clone()),
+                ..public.clone()
+            };
+            let (router, shutdown) = (router.clone(), shutdown.clone());
+            tls_tasks.push(tokio::spawn(async move {
+                let _ = net::http::serve(l, router, opts, shutdown).await;
+            }));
+        }
+    }
     let http_task = {
-        let (limits, shutdown) = (limits.clone(), shutdown.clone());
-        tokio::spawn(async move { net::http::serve(http, router, &limits, shutdown).await })
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { net::http::serve(http, router, public, shutdown).await })
     };
     let api_task =
-        tokio::spawn(async move { net::http::serve(api, api_router, &limits, shutdown).await });
+        tokio::spawn(async move { net::http::serve(api, api_router, api_serve, shutdown).await });
     parts.shutdown.cancelled().await;
     info!("shutting down");
     parts.hub.close_all(CloseReason::Shutdown);
@@ -142,6 +192,9 @@ pub async fn serve<N: Node>(
     let grace = parts.node_args.shutdown_grace;
     let drained = tokio::time::timeout(grace, async {
         let _ = rtmp_task.await;
+        for t in tls_tasks {
+            let _ = t.await;
+        }
         tasks.wait().await;
         let _ = http_task.await;
         let _ = api_task.await;

@@ -47,6 +47,11 @@ pub mod metric {
     pub const UPSTREAM_ATTEMPTS: &str = "livecdn_edge_upstream_attempts_total";
     /// Counter {reason}: upstream failures.
     pub const UPSTREAM_FAILURES: &str = "livecdn_edge_upstream_failures_total";
+    /// Counter {reason = not_found_cached | ingest_limit | pending_limit}: plays an edge
+    /// refused before they could cost an ingest or a registry lookup.
+    pub const PLAYS_SHED: &str = "livecdn_edge_plays_shed_total";
+    /// Gauge: plays waiting for a stream that does not flow yet on this edge.
+    pub const PENDING_PLAYS: &str = "livecdn_edge_pending_plays";
     // origin
     /// Counter: publishes accepted while etcd was unreachable (claim retried later).
     pub const CLAIMS_DEFERRED: &str = "livecdn_origin_claims_deferred_total";
@@ -174,6 +179,10 @@ pub fn init_metrics(role: &'static str) {
         gauge!(metric::UPSTREAMS_ACTIVE).set(0.0);
         counter!(metric::UPSTREAM_ATTEMPTS).absolute(0);
         counter!(metric::UPSTREAM_FAILURES, "reason" => "connect").absolute(0);
+        gauge!(metric::PENDING_PLAYS).set(0.0);
+        for r in ["not_found_cached", "ingest_limit", "pending_limit"] {
+            counter!(metric::PLAYS_SHED, "reason" => r).absolute(0);
+        }
     } else {
         counter!(metric::CLAIMS_DEFERRED).absolute(0);
     }

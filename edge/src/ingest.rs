@@ -63,39 +63,50 @@ impl IngestConfig {
 }
 
 /// Rewrites upstream timestamps so players see one monotonic timeline across re-pulls.
+/// Timestamps are RTMP's 32-bit milliseconds, which wrap after 49.7 days (or seconds after a
+/// publisher that starts near 2^32): steps are taken modulo 2^32 (serial-number arithmetic),
+/// so a wrap of the input is a small step forward, and the output wraps the same way.
 #[derive(Debug, Default)]
 struct Rebase {
-    /// Added to upstream timestamps; `None` until the current upstream's first media frame.
-    offset: Option<i64>,
+    /// The current upstream's latest media timestamp; `None` until its first media frame.
+    last_in: Option<u32>,
     last_out: Option<u32>,
 }
 
 impl Rebase {
     /// A new upstream starts: its timeline is unrelated to the previous one.
     fn new_upstream(&mut self) {
-        self.offset = None;
+        self.last_in = None;
     }
 
     fn map(&mut self, frame: &MediaFrame) -> u32 {
-        let ts = frame.timestamp_ms as i64;
+        let ts = frame.timestamp_ms;
         let header = frame.sequence_header || frame.kind == FrameKind::Data;
-        let offset = match (self.offset, header) {
-            (Some(o), _) => o,
+        let out = match (self.last_in, self.last_out) {
             // Headers re-sent by a new upstream carry stale timestamps: place them now.
-            (None, true) => return self.last_out.unwrap_or(frame.timestamp_ms),
-            (None, false) => {
-                let o = match self.last_out {
-                    Some(last) => last as i64 + 1 - ts,
-                    None => 0,
-                };
-                self.offset = Some(o);
-                o
+            (None, last) if header => return last.unwrap_or(ts),
+            (None, None) => {
+                self.last_in = Some(ts);
+                ts
+            }
+            // A new upstream's first media frame continues right after the last one sent.
+            (None, Some(last)) => {
+                self.last_in = Some(ts);
+                last.wrapping_add(1)
+            }
+            (Some(prev), last) => {
+                let last = last.unwrap_or(prev);
+                // Forward by less than 2^31 (a wrap included) is forward; anything else is
+                // out of order and holds the timeline where it is.
+                let step = ts.wrapping_sub(prev);
+                if step > 0 && step < 1 << 31 {
+                    self.last_in = Some(ts);
+                    last.wrapping_add(step)
+                } else {
+                    last
+                }
             }
         };
-        let mut out = (ts + offset).clamp(0, u32::MAX as i64) as u32;
-        if let Some(last) = self.last_out {
-            out = out.max(last);
-        }
         self.last_out = Some(out);
         out
     }
@@ -118,6 +129,8 @@ enum State {
     Moving {
         until: Instant,
     },
+    /// Nobody watches any more: end, unless a player attached meanwhile.
+    Idle,
     Done,
 }
 
@@ -148,6 +161,8 @@ struct Run {
     idle_since: Option<Instant>,
     attempt: u32,
     static_index: usize,
+    /// Already removed from the edge's table (idle, unwatched).
+    detached: bool,
 }
 
 impl Ingest {
@@ -155,7 +170,8 @@ impl Ingest {
     pub async fn run(self) {
         let span = info_span!("ingest", stream = %self.key);
         let watch = match &self.upstreams {
-            Upstreams::Registry(r) => Some(r.watch(&self.app, &self.name)),
+            // From the node's cached view: no registry call per stream.
+            Upstreams::Registry(r) => Some(r.view().watch(&self.app, &self.name)),
             Upstreams::Static(_) => None,
         };
         let mut run = Run {
@@ -169,16 +185,27 @@ impl Ingest {
             idle_since: None,
             attempt: 0,
             static_index: 0,
+            detached: false,
         };
         async move {
             let mut state = State::Resolving;
             metrics::gauge!(metric::UPSTREAMS_ACTIVE).increment(1.0);
             loop {
-                if run.ingest.shutdown.is_cancelled() || run.idle() {
+                if run.ingest.shutdown.is_cancelled() {
                     break;
                 }
+                if matches!(state, State::Idle) || run.idle() {
+                    if run.detach_if_unwatched() {
+                        break;
+                    }
+                    // A player attached just now: carry on for it.
+                    run.idle_since = None;
+                    if matches!(state, State::Idle) {
+                        state = State::Resolving;
+                    }
+                }
                 state = match state {
-                    State::Resolving => run.resolve().await,
+                    State::Resolving | State::Idle => run.resolve().await,
                     State::Pulling { addr } => run.pull(&addr).await,
                     State::Backoff { until } => run.wait(until, false).await,
                     State::Moving { until } => run.wait(until, true).await,
@@ -202,14 +229,30 @@ impl Run {
             .is_some_and(|s| s.subscriber_count() > 0)
     }
 
-    /// True once nobody has watched for the idle grace.
+    /// True once nobody has watched for the idle grace. An ingest that never found an owner
+    /// nor pulled anything has nothing to keep warm: it ends as soon as its players leave
+    /// (so names nobody publishes do not hold an ingest slot for the grace).
     fn idle(&mut self) -> bool {
         if self.has_players() {
             self.idle_since = None;
             return false;
         }
+        if self.publisher.is_none() && self.owner.is_none() {
+            return true;
+        }
         let since = *self.idle_since.get_or_insert_with(Instant::now);
         since.elapsed() >= self.ingest.config.idle_grace
+    }
+
+    /// Leaves the edge's table if no player watches, checked under the lock players attach
+    /// under: a player either attached before (and the ingest goes on) or starts a new ingest.
+    fn detach_if_unwatched(&mut self) -> bool {
+        self.detached = self.ingest.ingests.remove_if_unwatched(
+            &self.ingest.key,
+            &self.ingest.hub,
+            &mut self.publisher,
+        );
+        self.detached
     }
 
     /// Ends the ingest: removes it from the edge's table and ends the hub stream, atomically
@@ -217,7 +260,9 @@ impl Run {
     fn finish(mut self) {
         self.pulled = None;
         let publisher = self.publisher.take();
-        self.ingest.ingests.remove(&self.ingest.key, publisher);
+        if !self.detached {
+            self.ingest.ingests.remove(&self.ingest.key, publisher);
+        }
         info!("ingest stopped");
     }
 
@@ -283,7 +328,7 @@ impl Run {
                 };
             }
             if self.idle() {
-                return State::Done;
+                return State::Idle;
             }
             let tick = (Instant::now() + Duration::from_millis(250)).min(until);
             tokio::select! {
@@ -408,7 +453,7 @@ impl Run {
                 }
                 _ = idle_tick.tick() => {
                     if self.idle() {
-                        return State::Done;
+                        return State::Idle;
                     }
                 }
                 _ = self.ingest.shutdown.cancelled() => return State::Done,
@@ -442,5 +487,40 @@ mod tests {
         assert_eq!(r.map(&frame(90_000, false)), 1082);
         // Out-of-order input never goes backwards.
         assert_eq!(r.map(&frame(89_000, false)), 1082);
+        assert_eq!(r.map(&frame(90_040, false)), 1122);
+    }
+
+    #[test]
+    fn timestamps_keep_moving_across_the_32_bit_wrap() {
+        // A publisher that starts near 2^32 (or one that has run for 49.7 days).
+        let start = u32::MAX - 100;
+        let mut r = Rebase::default();
+        assert_eq!(r.map(&frame(start, true)), start);
+        let mut expected = start;
+        for i in 0..10u32 {
+            let ts = start.wrapping_add(40 * i);
+            assert_eq!(r.map(&frame(ts, false)), expected, "frame {i}");
+            expected = expected.wrapping_add(40);
+        }
+        // Past the wrap, every frame still advances by its own step (no frozen timeline).
+        let a = r.map(&frame(start.wrapping_add(400), false));
+        let b = r.map(&frame(start.wrapping_add(440), false));
+        assert_eq!(b.wrapping_sub(a), 40);
+        assert_eq!(a, start.wrapping_add(400));
+        // Out of order across the wrap holds, then resumes.
+        assert_eq!(r.map(&frame(u32::MAX - 5, false)), b);
+        assert_eq!(
+            r.map(&frame(start.wrapping_add(480), false)),
+            b.wrapping_add(40)
+        );
+
+        // A re-pull from a new upstream while the output is near the wrap continues too.
+        let mut r = Rebase::default();
+        assert_eq!(r.map(&frame(u32::MAX - 1, false)), u32::MAX - 1);
+        r.new_upstream();
+        assert_eq!(r.map(&frame(7, true)), u32::MAX - 1);
+        assert_eq!(r.map(&frame(1000, false)), u32::MAX);
+        assert_eq!(r.map(&frame(1040, false)), 39);
+        assert_eq!(r.map(&frame(1080, false)), 79);
     }
 }

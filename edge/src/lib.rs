@@ -1,24 +1,29 @@
 //! The edge node: serves RTMP and HTTP-FLV players from its hub, pulling each stream once from
-//! its owner (found in etcd, or a static origin list) on the first play. `run(config, shutdown)`
-//! is what `main` and the tests call.
+//! its owner (found in the registry's cached view, or a static origin list) on the first play,
+//! behind a negative cache and caps on ingests and on waiting plays per client (`gate`).
+//! `run(config, shutdown)` is what `main` and the tests call.
 
+pub mod gate;
 mod ingest;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common::admission::Admission;
-use common::cluster::Role;
+use common::cluster::{ClusterView, Role};
 use common::config::{CommonArgs, parse_duration};
 use common::media::{Hub, Publisher, Subscriber};
 use common::net::{Node, PlayRequest, PublishRequest, Refusal};
 pub use common::node::NodeError;
 use common::node::{NodeParts, bind, serve};
+use common::telemetry::metric;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use gate::{Gate, GateConfig, Shed};
 pub use ingest::{IngestConfig, Upstreams};
 
 /// Every option of the edge: flag, `LIVECDN_*` variable, or key of the `--config` file.
@@ -49,6 +54,26 @@ pub struct EdgeConfig {
     /// An upstream silent for this long is treated as dead.
     #[arg(long = "edge-upstream-timeout", env = "LIVECDN_EDGE_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub edge_upstream_timeout: Duration,
+    /// A stream just found unpublished is answered 404 / StreamNotFound at once for this long
+    /// (no new lookup, no ingest); 0 turns the cache off.
+    #[arg(long = "edge-not-found-ttl", env = "LIVECDN_EDGE_NOT_FOUND_TTL", default_value = "2s", value_parser = parse_duration)]
+    pub edge_not_found_ttl: Duration,
+    /// Concurrent ingests (streams pulled or awaited) at most; plays of other streams beyond
+    /// it are refused (503 / NetStream.Play.Failed).
+    #[arg(
+        long = "edge-max-ingests",
+        env = "LIVECDN_EDGE_MAX_INGESTS",
+        default_value_t = 1000
+    )]
+    pub edge_max_ingests: usize,
+    /// Plays waiting for a stream that does not flow yet, per client address, at most;
+    /// beyond it, 429 / NetStream.Play.Failed.
+    #[arg(
+        long = "edge-max-pending-per-ip",
+        env = "LIVECDN_EDGE_MAX_PENDING_PER_IP",
+        default_value_t = 8
+    )]
+    pub edge_max_pending_per_ip: usize,
 }
 
 /// The ingests running on this edge, by stream key. Players attach and ingests detach under
@@ -70,6 +95,23 @@ impl Ingests {
         drop(publisher);
     }
 
+    /// Removes `key` (ending its hub stream) unless a player watches it: atomic with
+    /// respect to `Edge::attach`, which subscribes under the same lock.
+    pub(crate) fn remove_if_unwatched(
+        &self,
+        key: &str,
+        hub: &Hub,
+        publisher: &mut Option<Publisher>,
+    ) -> bool {
+        let mut running = self.lock();
+        if hub.get(key).is_some_and(|s| s.subscriber_count() > 0) {
+            return false;
+        }
+        running.remove(key);
+        drop(publisher.take());
+        true
+    }
+
     pub fn count(&self) -> usize {
         self.lock().len()
     }
@@ -88,33 +130,89 @@ pub struct Edge {
     ingest_config: IngestConfig,
     play_wait: Duration,
     admission: Admission,
+    /// Negative cache and caps (see `gate`).
+    gate: Arc<Mutex<Gate>>,
+    /// The registry's cached view (absent with a static origin list).
+    view: Option<Arc<ClusterView>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
+/// One play counted as waiting for its client address until dropped (whatever way the play
+/// ends, a client hanging up included).
+struct Pending {
+    gate: Arc<Mutex<Gate>>,
+    ip: IpAddr,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock(&self.gate).end_pending(self.ip);
+        metrics::gauge!(metric::PENDING_PLAYS).decrement(1.0);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shed(s: Shed, key: &str) -> Refusal {
+    metrics::counter!(metric::PLAYS_SHED, "reason" => s.reason()).increment(1);
+    match s {
+        Shed::NotFoundCached => Refusal::not_found(format!("{key} is not published anywhere")),
+        Shed::IngestLimit => Refusal::limited(
+            503,
+            "ingest_limit",
+            "this edge pulls as many streams as it may: try another edge",
+        ),
+        Shed::PendingLimit => Refusal::limited(
+            429,
+            "pending_limit",
+            "too many plays from this address wait for streams that are not published",
+        ),
+    }
+}
+
+/// The client address of `peer` (`ip:port`); unparsable peers share one bucket.
+fn peer_ip(peer: &str) -> IpAddr {
+    peer.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| peer.parse::<IpAddr>())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
 impl Edge {
-    /// Subscribes to `app/name`, starting its ingest if none runs.
-    fn attach(&self, app: &str, name: &str) -> Subscriber {
+    /// Whether the registry's view names an owner of `key` now.
+    fn owner_known(&self, key: &str) -> bool {
+        self.view.as_ref().is_some_and(|v| v.lookup(key).is_some())
+    }
+
+    /// Subscribes to `app/name`, starting its ingest if none runs and the cap allows.
+    fn attach(&self, app: &str, name: &str) -> Result<Subscriber, Shed> {
         let key = format!("{app}/{name}");
         let mut running = self.ingests.lock();
-        if !running.contains_key(&key) {
-            let upstream = Arc::new(Mutex::new(None));
-            running.insert(key.clone(), upstream.clone());
-
-            let ingest = ingest::Ingest {
-                app: app.to_string(),
-                name: name.to_string(),
-                key: key.clone(),
-                hub: self.hub.clone(),
-                upstreams: self.upstreams.clone(),
-                config: self.ingest_config.clone(),
-                ingests: self.ingests.clone(),
-                shutdown: self.shutdown.clone(),
-                upstream,
-            };
-            self.tasks.spawn(ingest.run());
+        if running.contains_key(&key) {
+            return Ok(self.hub.subscribe(&key));
         }
-        self.hub.subscribe(&key)
+        lock(&self.gate).may_start_ingest(running.len())?;
+        // Subscribed before the ingest starts: it ends at once when it sees no player.
+        let sub = self.hub.subscribe(&key);
+        let upstream = Arc::new(Mutex::new(None));
+        running.insert(key.clone(), upstream.clone());
+
+        let ingest = ingest::Ingest {
+            app: app.to_string(),
+            name: name.to_string(),
+            key: key.clone(),
+            hub: self.hub.clone(),
+            upstreams: self.upstreams.clone(),
+            config: self.ingest_config.clone(),
+            ingests: self.ingests.clone(),
+            shutdown: self.shutdown.clone(),
+            upstream,
+        };
+        self.tasks.spawn(ingest.run());
+        Ok(sub)
     }
 }
 
@@ -137,14 +235,48 @@ impl Node for Edge {
         if req.app.is_empty() || req.name.is_empty() {
             return Err(Refusal::not_found("play URLs are /{app}/{name}"));
         }
-        let sub = self.attach(&req.app, &req.name);
+        let key = req.key();
+        // A stream that flows here costs nothing more: no limit applies.
+        if self.hub.get(&key).is_some_and(|s| s.is_publishing())
+            && let Ok(sub) = self.attach(&req.app, &req.name)
+            && sub.stream().is_publishing()
+        {
+            return Ok(sub);
+        }
+        let owner_known = self.owner_known(&key);
+        let pending = {
+            let mut gate = lock(&self.gate);
+            if owner_known {
+                gate.forget_missing(&key);
+            } else if gate.known_missing(&key, Instant::now()) {
+                drop(gate);
+                return Err(shed(Shed::NotFoundCached, &key));
+            }
+            let ip = peer_ip(&req.peer);
+            gate.begin_pending(ip).map_err(|s| shed(s, &key))?;
+            metrics::gauge!(metric::PENDING_PLAYS).increment(1.0);
+            Pending {
+                gate: self.gate.clone(),
+                ip,
+            }
+        };
+        let sub = self
+            .attach(&req.app, &req.name)
+            .map_err(|s| shed(s, &key))?;
         let published = tokio::time::timeout(self.play_wait, sub.stream().wait_published()).await;
+        drop(pending);
         match published {
             Ok(()) => Ok(sub),
-            Err(_) => Err(Refusal::not_found(format!(
-                "{} is not published anywhere",
-                req.key()
-            ))),
+            Err(_) => {
+                // Not published within the wait, and no owner either: the next plays of this
+                // name within the TTL fail at once instead of starting an ingest again.
+                if !self.owner_known(&key) {
+                    lock(&self.gate).note_missing(&key, Instant::now());
+                }
+                Err(Refusal::not_found(format!(
+                    "{key} is not published anywhere"
+                )))
+            }
         }
     }
 }
@@ -187,6 +319,10 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
                 .collect::<Result<_, _>>()?,
         )
     };
+    let view = match &upstreams {
+        Upstreams::Registry(r) => Some(r.view()),
+        Upstreams::Static(_) => None,
+    };
     let hub = Hub::new(config.common.media.hub_config());
     let tasks = TaskTracker::new();
     let node = Arc::new(Edge {
@@ -207,6 +343,12 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
         },
         play_wait: config.common.media.media_play_wait,
         admission: config.common.auth.admission(Vec::new()),
+        gate: Arc::new(Mutex::new(Gate::new(GateConfig {
+            not_found_ttl: config.edge_not_found_ttl,
+            max_ingests: config.edge_max_ingests.max(1),
+            max_pending_per_ip: config.edge_max_pending_per_ip.max(1),
+        }))),
+        view,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });

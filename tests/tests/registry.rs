@@ -426,3 +426,55 @@ async fn partition_longer_than_ttl_restores_node_and_reports_lost_claim() {
     a.release("live", "cam").await.expect("release");
     assert_eq!(b.lookup("live", "cam").await, Ok(Some(rec("b"))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_view_keeps_its_state_through_a_partition_and_resyncs() {
+    let etcd = start_etcd();
+    let proxy = Partition::start(&etcd.endpoint).await;
+    let a = connect(&etcd, TTL).await;
+    let edge = EtcdRegistry::connect(EtcdConfig {
+        endpoints: vec![proxy.endpoint.clone()],
+        ..config(&etcd, TTL)
+    })
+    .await
+    .expect("connect through the proxy");
+    let view = edge.view();
+    assert!(view.wait_synced(Duration::from_secs(3)).await);
+    a.register(node("a")).await.expect("register");
+    a.claim(rec("a"), false).await.expect("claim");
+    let d = Duration::from_secs(3);
+    let mut w = view.watch("live", "cam");
+    loop {
+        if next_event(&mut w, d).await == StreamEvent::Put(rec("a")) {
+            break;
+        }
+    }
+    eventually("a's node in the view", d, || async {
+        view.nodes().iter().any(|n| n.node_id == "a")
+    })
+    .await;
+
+    // Cut from etcd: the view keeps its last state (streams that flow keep flowing)...
+    proxy.cut();
+    let b = connect(&etcd, TTL).await;
+    assert_eq!(b.claim(rec("b"), true).await, Ok(Claim::Owned));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(view.lookup("live/cam"), Some(rec("a")));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), w.recv())
+            .await
+            .is_err(),
+        "no news during the partition"
+    );
+    // ...and after the heal it resyncs: the watcher hears the change made meanwhile.
+    proxy.heal();
+    let healed = Instant::now();
+    assert_eq!(
+        next_event(&mut w, Duration::from_secs(10)).await,
+        StreamEvent::Put(rec("b"))
+    );
+    eprintln!("view resynced {:?} after the heal", healed.elapsed());
+    b.release("live", "cam").await.expect("release");
+    assert_eq!(next_event(&mut w, d).await, StreamEvent::Deleted);
+    assert_eq!(view.lookup("live/cam"), None);
+}

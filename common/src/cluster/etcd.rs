@@ -4,7 +4,6 @@
 use crate::telemetry::metric;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,9 @@ use prost::Message;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Claim, NodeRecord, Registry, RegistryError, StreamEvent, StreamRecord, stream_key};
+use super::{
+    Claim, ClusterView, NodeRecord, Registry, RegistryError, StreamEvent, StreamRecord, stream_key,
+};
 
 /// First and longest pause between attempts to re-establish a broken watch.
 const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -83,7 +84,8 @@ struct Inner {
     cancel: CancellationToken,
     /// Wakes the keep-alive task early (an operation saw our lease missing).
     lease_check: Notify,
-    claims_watcher: AtomicBool,
+    /// Every node and stream, kept current by `view_task` (one watch of the whole prefix).
+    view: Arc<ClusterView>,
 }
 
 struct State {
@@ -149,9 +151,10 @@ impl EtcdRegistry {
             lost: broadcast::channel(LOST_QUEUE).0,
             cancel: CancellationToken::new(),
             lease_check: Notify::new(),
-            claims_watcher: AtomicBool::new(false),
+            view: ClusterView::new(),
         });
         tokio::spawn(keep_alive_task(inner.clone()));
+        tokio::spawn(view_task(inner.clone()));
         tracing::info!(lease, endpoints = ?inner.config.endpoints, "registry connected");
         Ok(Arc::new(EtcdRegistry { inner }))
     }
@@ -320,9 +323,6 @@ impl Inner {
             let mut st = self.lock();
             st.pending_releases.remove(&key);
             st.claims.insert(key, ClaimEntry { record, revision });
-        }
-        if !self.claims_watcher.swap(true, Ordering::SeqCst) {
-            tokio::spawn(claims_watch_task(self.clone()));
         }
     }
 
@@ -657,14 +657,16 @@ async fn keep_alive_task(inner: Arc<Inner>) {
     }
 }
 
-/// Watches every stream key to notice another node taking over one of our claims.
-async fn claims_watch_task(inner: Arc<Inner>) {
-    let prefix = inner.streams_prefix();
+/// Keeps `Inner::view` current: one list and one watch of the whole prefix (nodes and
+/// streams), re-established with backoff after outages; the view keeps its last state
+/// meanwhile and is replaced by a fresh snapshot when etcd answers again. The same watch
+/// checks our claims (`observe_stream`): another node's write after ours means takeover.
+async fn view_task(inner: Arc<Inner>) {
     let mut backoff = WATCH_BACKOFF_MIN;
     loop {
         let established = tokio::select! {
             _ = inner.cancel.cancelled() => return,
-            r = claims_watch_once(&inner, &prefix) => r,
+            r = view_watch_once(&inner) => r,
         };
         if established {
             backoff = WATCH_BACKOFF_MIN;
@@ -677,45 +679,105 @@ async fn claims_watch_task(inner: Arc<Inner>) {
     }
 }
 
-/// Reads every stream key, then follows changes until the watch breaks. Returns whether the
-/// watch had been established.
-async fn claims_watch_once(inner: &Inner, prefix: &str) -> bool {
-    let started = Instant::now();
-    let snapshot = {
-        let mut c = inner.client.clone();
-        inner
-            .call("list", c.get(prefix, Some(GetOptions::new().with_prefix())))
-            .await
-    };
-    let resp = match snapshot {
+/// What a key under the prefix is, for the view.
+enum ViewKey {
+    Node(String),
+    Stream(String),
+}
+
+impl Inner {
+    fn view_key(&self, key: &[u8]) -> Option<ViewKey> {
+        let key = std::str::from_utf8(key).ok()?;
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        if let Some(id) = rest.strip_prefix("nodes/") {
+            return Some(ViewKey::Node(id.to_string()));
+        }
+        rest.strip_prefix("streams/")
+            .map(|k| ViewKey::Stream(k.to_string()))
+    }
+
+    fn apply_view(&self, kv: &KeyValue, deleted: bool) {
+        match (self.view_key(kv.key()), deleted) {
+            (Some(ViewKey::Node(id)), true) => self.view.delete_node(&id),
+            (Some(ViewKey::Stream(key)), true) => self.view.delete_stream(&key),
+            (Some(ViewKey::Node(_)), false) => match NodeRecord::decode(kv.value()) {
+                Ok(n) => self.view.put_node(n),
+                Err(e) => tracing::warn!(error = %e, "undecodable node record"),
+            },
+            (Some(ViewKey::Stream(key)), false) => match decode_stream(&key, kv.value()) {
+                Ok(r) => self.view.put_stream(key, r),
+                Err(e) => tracing::warn!(error = %e, "undecodable stream record"),
+            },
+            (None, _) => {}
+        }
+    }
+}
+
+/// Lists the prefix into the view, then follows changes until the watch breaks. Returns
+/// whether the watch had been established.
+async fn view_watch_once(inner: &Inner) -> bool {
+    let prefix = format!("{}/", inner.prefix);
+    let listed = inner
+        .measured("list", async {
+            let mut c = inner.client.clone();
+            inner
+                .call(
+                    "list",
+                    c.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
+                )
+                .await
+        })
+        .await;
+    let resp = match listed {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(error = %e, "claims watch: list failed");
+            tracing::debug!(error = %e, "cluster view: list failed");
             return false;
         }
     };
+    let mut nodes = Vec::new();
+    let mut streams = Vec::new();
     for kv in resp.kvs() {
-        inner.observe_stream(kv, false);
+        match inner.view_key(kv.key()) {
+            Some(ViewKey::Node(_)) => match NodeRecord::decode(kv.value()) {
+                Ok(n) => nodes.push(n),
+                Err(e) => tracing::warn!(error = %e, "undecodable node record"),
+            },
+            Some(ViewKey::Stream(key)) => {
+                inner.observe_stream(kv, false);
+                match decode_stream(&key, kv.value()) {
+                    Ok(r) => streams.push((key, r)),
+                    Err(e) => tracing::warn!(error = %e, "undecodable stream record"),
+                }
+            }
+            None => {}
+        }
     }
     let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
     let watched = inner
-        .measured("watch", inner.open_watch(prefix, rev + 1, true))
+        .measured("watch", inner.open_watch(&prefix, rev + 1, true))
         .await;
+    // The snapshot is applied only with a watch behind it, so no change can fall between.
+    inner.view.replace(nodes, streams);
     let mut stream = match watched {
         Ok(s) => s,
         Err(_) => return false,
     };
-    tracing::debug!(elapsed = ?started.elapsed(), "claims watch established");
     loop {
         match stream.message().await {
             Ok(Some(resp)) if !resp.canceled() => {
                 for ev in resp.events() {
                     if let Some(kv) = ev.kv() {
-                        inner.observe_stream(kv, ev.event_type() == EventType::Delete);
+                        let deleted = ev.event_type() == EventType::Delete;
+                        inner.observe_stream(kv, deleted);
+                        inner.apply_view(kv, deleted);
                     }
                 }
             }
-            Ok(_) | Err(_) => return true,
+            Ok(_) | Err(_) => {
+                tracing::debug!("cluster view: watch broken; re-establishing");
+                return true;
+            }
         }
     }
 }
@@ -923,6 +985,10 @@ impl Registry for EtcdRegistry {
                 })
                 .collect())
         }))
+    }
+
+    fn view(&self) -> Arc<ClusterView> {
+        self.inner.view.clone()
     }
 
     fn lost_claims(&self) -> broadcast::Receiver<String> {

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Claim, NodeRecord, Registry, RegistryError, StreamEvent, StreamRecord, stream_key};
+use super::{
+    Claim, ClusterView, NodeRecord, Registry, RegistryError, StreamEvent, StreamRecord, stream_key,
+};
 
 /// Events buffered per watched key before a slow watcher is resynchronised.
 const WATCH_FANOUT: usize = 256;
@@ -17,9 +19,21 @@ const WATCH_QUEUE: usize = 64;
 const LOST_QUEUE: usize = 64;
 
 /// The shared state several `MemoryRegistry` nodes can see, like one etcd cluster.
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<StoreState>,
+    /// What every node on this store sees (updated with the store, always in sync).
+    view: Arc<ClusterView>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let view = ClusterView::new();
+        view.replace(Vec::new(), Vec::new());
+        Self {
+            state: Mutex::default(),
+            view,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -99,6 +113,7 @@ impl MemoryRegistry {
         let mut st = self.store.lock();
         if let Some(id) = node_id {
             st.nodes.remove(&id);
+            self.store.view.delete_node(&id);
         }
         let ours: Vec<String> = st
             .streams
@@ -109,6 +124,7 @@ impl MemoryRegistry {
         for key in ours {
             st.streams.remove(&key);
             st.notify(&key, StreamEvent::Deleted);
+            self.store.view.delete_stream(&key);
         }
     }
 
@@ -132,7 +148,8 @@ impl MemoryRegistry {
                 owner: self.lost.clone(),
             },
         );
-        st.notify(&key, StreamEvent::Put(record));
+        st.notify(&key, StreamEvent::Put(record.clone()));
+        self.store.view.put_stream(key, record);
         Claim::Owned
     }
 }
@@ -140,6 +157,7 @@ impl MemoryRegistry {
 impl Registry for MemoryRegistry {
     fn register(&self, node: NodeRecord) -> BoxFuture<'_, Result<(), RegistryError>> {
         *self.node_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.node_id.clone());
+        self.store.view.put_node(node.clone());
         self.store.lock().nodes.insert(node.node_id.clone(), node);
         Box::pin(async { Ok(()) })
     }
@@ -163,6 +181,7 @@ impl Registry for MemoryRegistry {
         if ours {
             st.streams.remove(&key);
             st.notify(&key, StreamEvent::Deleted);
+            self.store.view.delete_stream(&key);
         }
         Box::pin(async { Ok(()) })
     }
@@ -230,6 +249,10 @@ impl Registry for MemoryRegistry {
             .map(|e| e.record.clone())
             .collect();
         Box::pin(async move { Ok(streams) })
+    }
+
+    fn view(&self) -> Arc<ClusterView> {
+        self.store.view.clone()
     }
 
     fn lost_claims(&self) -> broadcast::Receiver<String> {
@@ -332,6 +355,29 @@ mod tests {
         assert_eq!(next(&mut w).await, StreamEvent::Deleted);
         assert_eq!(b.nodes().await, Ok(vec![node("b")]));
         assert_eq!(b.claim(rec("b"), false).await, Ok(Claim::Owned));
+    }
+
+    #[tokio::test]
+    async fn the_shared_view_follows_the_store() {
+        let a = MemoryRegistry::new();
+        let b = MemoryRegistry::shared(a.store());
+        let view = b.view();
+        assert!(view.is_synced(), "a memory store is its own snapshot");
+        let mut w = view.watch("live", "cam");
+        assert_eq!(next(&mut w).await, StreamEvent::Deleted);
+        a.register(NodeRecord {
+            node_id: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register");
+        a.claim(rec("a"), false).await.expect("claim");
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a")));
+        assert_eq!(view.lookup("live/cam"), Some(rec("a")));
+        assert_eq!(view.nodes().len(), 1);
+        a.expire();
+        assert_eq!(next(&mut w).await, StreamEvent::Deleted);
+        assert!(view.streams().is_empty() && view.nodes().is_empty());
     }
 
     #[tokio::test]

@@ -3,10 +3,12 @@
 
 mod etcd;
 mod memory;
+mod view;
 
 pub use etcd::{EtcdConfig, EtcdRegistry};
 pub use memory::{MemoryRegistry, MemoryStore};
 pub use proto::cluster::{NodeLoad, NodeRecord, Role, StreamRecord};
+pub use view::ClusterView;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -80,6 +82,10 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Every claimed stream.
     fn streams(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, RegistryError>>;
+
+    /// This node's cached view of every node and stream, kept current by one watch: what
+    /// player requests and the cluster APIs read instead of calling the registry.
+    fn view(&self) -> std::sync::Arc<ClusterView>;
 
     /// Streams this node claimed and then lost to another node's takeover (or could not
     /// re-claim after an outage): the origin must stop publishing them. Each key is `app/name`.

@@ -143,10 +143,10 @@ impl<N: Node> ControlApi for Service<N> {
     ) -> Result<Response<pb::ListClusterNodesResponse>, Status> {
         let nodes = self
             .0
-            .registry
-            .nodes()
+            .cluster_view()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(Status::unavailable)?
+            .nodes();
         Ok(Response::new(pb::ListClusterNodesResponse { nodes }))
     }
 
@@ -156,47 +156,44 @@ impl<N: Node> ControlApi for Service<N> {
     ) -> Result<Response<pb::ListClusterStreamsResponse>, Status> {
         let streams = self
             .0
-            .registry
-            .streams()
+            .cluster_view()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(Status::unavailable)?
+            .streams();
         Ok(Response::new(pb::ListClusterStreamsResponse { streams }))
     }
 
     type WatchStreamsStream = ChangeStream;
 
-    /// Polls the registry and reports the differences: simple, and it survives registry
-    /// outages (the next successful poll catches up).
+    /// Reports the differences between successive states of the node's cached view (no
+    /// registry call per watcher); it survives registry outages (the view's resync catches up).
     async fn watch_streams(
         &self,
         _: Request<pb::WatchStreamsRequest>,
     ) -> Result<Response<Self::WatchStreamsStream>, Status> {
-        let registry = self.0.registry.clone();
+        let view = self.0.cluster_view().await.map_err(Status::unavailable)?;
         let shutdown = self.0.net.shutdown.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut known: Option<HashMap<String, StreamRecord>> = None;
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut version = view.version();
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => return,
-                    _ = tx.closed() => return,
-                }
-                let Ok(now) = registry.streams().await else {
-                    continue;
-                };
-                let now: HashMap<String, StreamRecord> = now
+                let now: HashMap<String, StreamRecord> = view
+                    .streams()
                     .into_iter()
                     .map(|s| (format!("{}/{}", s.app, s.name), s))
                     .collect();
-                let Some(before) = known.replace(now.clone()) else {
-                    continue;
-                };
-                for change in diff(&before, &now) {
-                    if tx.send(Ok(change)).await.is_err() {
-                        return;
+                if let Some(before) = known.replace(now.clone()) {
+                    for change in diff(&before, &now) {
+                        if tx.send(Ok(change)).await.is_err() {
+                            return;
+                        }
                     }
+                }
+                tokio::select! {
+                    r = version.changed() => if r.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
                 }
             }
         });

@@ -94,7 +94,7 @@ async fn kick<N: Node>(
 }
 
 async fn cluster_nodes<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
-    match c.registry.nodes().await {
+    match c.cluster_view().await.map(|v| v.nodes()) {
         Ok(nodes) => {
             let nodes: Vec<_> = nodes
                 .iter()
@@ -120,7 +120,7 @@ async fn cluster_nodes<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
                 .collect();
             Json(serde_json::json!({ "nodes": nodes })).into_response()
         }
-        Err(e) => json_error(503, &e.to_string()),
+        Err(e) => json_error(503, &e),
     }
 }
 
@@ -134,7 +134,7 @@ pub fn role_name(role: i32) -> &'static str {
 }
 
 async fn cluster_streams<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
-    match c.registry.streams().await {
+    match c.cluster_view().await.map(|v| v.streams()) {
         Ok(streams) => {
             let streams: Vec<_> = streams
                 .iter()
@@ -151,7 +151,7 @@ async fn cluster_streams<N: Node>(State(c): State<Arc<Control<N>>>) -> Response 
                 .collect();
             Json(serde_json::json!({ "streams": streams })).into_response()
         }
-        Err(e) => json_error(503, &e.to_string()),
+        Err(e) => json_error(503, &e),
     }
 }
 

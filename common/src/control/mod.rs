@@ -167,6 +167,17 @@ impl<N: Node> Control<N> {
                 == 0
     }
 
+    /// The registry's cached view of nodes and streams, once it holds a first snapshot
+    /// (waited for a moment at start): the cluster APIs read it, never etcd.
+    pub async fn cluster_view(&self) -> Result<Arc<crate::cluster::ClusterView>, String> {
+        let view = self.registry.view();
+        if view.wait_synced(Duration::from_secs(2)).await {
+            Ok(view)
+        } else {
+            Err("registry unavailable: the cluster view has not been read yet".to_string())
+        }
+    }
+
     /// Ends a drain: new publishers and players are accepted again, and the registry hears of
     /// it at once.
     pub fn undrain(&self) {
@@ -208,16 +219,7 @@ impl<N: Node> Control<N> {
         let Some(samples) = rates.get(key) else {
             return (0, 0);
         };
-        match (samples.front(), samples.back()) {
-            (Some((t0, i0, o0)), Some((t1, i1, o1))) if t1 > t0 => {
-                let secs = t1.duration_since(*t0).as_secs_f64();
-                (
-                    ((i1 - i0) as f64 * 8.0 / secs) as u64,
-                    ((o1 - o0) as f64 * 8.0 / secs) as u64,
-                )
-            }
-            _ => (0, 0),
-        }
+        rates_of(samples)
     }
 
     fn view(&self, stream: &Stream, clients: &[Arc<ClientInfo>]) -> StreamView {
@@ -322,7 +324,8 @@ impl<N: Node> Control<N> {
     pub async fn drain(&self, deadline: Duration) -> DrainView {
         self.net.set_draining(true);
         self.refresh.notify_one();
-        let end = Instant::now() + deadline;
+        // A deadline too far to represent (`?deadline=<u64::MAX>`) is no deadline.
+        let end = drain_end(Instant::now(), deadline);
         loop {
             let left = self.net.clients.len() as u64;
             if left == 0 {
@@ -331,7 +334,7 @@ impl<N: Node> Control<N> {
                     deadline_reached: false,
                 };
             }
-            if Instant::now() >= end {
+            if end.is_some_and(|end| Instant::now() >= end) {
                 self.net.clients.kick_all();
                 return DrainView {
                     remaining_clients: left,
@@ -343,9 +346,50 @@ impl<N: Node> Control<N> {
     }
 }
 
+/// When a drain of `deadline` started at `now` ends; `None` (never) for a deadline too far to
+/// represent, such as `?deadline=<u64::MAX>` (`Instant + Duration` would panic).
+fn drain_end(now: Instant, deadline: Duration) -> Option<Instant> {
+    now.checked_add(deadline)
+}
+
+/// Bits per second in and out over `samples`. Counters that went backwards (a stream of the
+/// same key replaced by a new one between two samples) count as no bytes, not as a wrap.
+fn rates_of(samples: &VecDeque<RateSample>) -> (u64, u64) {
+    match (samples.front(), samples.back()) {
+        (Some((t0, i0, o0)), Some((t1, i1, o1))) if t1 > t0 => {
+            let secs = t1.duration_since(*t0).as_secs_f64();
+            (
+                (i1.saturating_sub(*i0) as f64 * 8.0 / secs) as u64,
+                (o1.saturating_sub(*o0) as f64 * 8.0 / secs) as u64,
+            )
+        }
+        _ => (0, 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_deadline_of_u64_max_seconds_does_not_panic() {
+        let now = Instant::now();
+        assert_eq!(drain_end(now, Duration::from_secs(u64::MAX)), None);
+        assert_eq!(
+            drain_end(now, Duration::from_secs(30)),
+            Some(now + Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn bitrates_of_counters_that_went_backwards_do_not_wrap() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        let samples: VecDeque<RateSample> = [(t0, 1_000_000, 500), (t1, 10, 0)].into();
+        assert_eq!(rates_of(&samples), (0, 0));
+        let samples: VecDeque<RateSample> = [(t0, 0, 0), (t1, 1000, 250)].into();
+        assert_eq!(rates_of(&samples), (4000, 1000));
+    }
 
     #[test]
     fn codec_names_are_readable() {

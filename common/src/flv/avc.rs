@@ -158,8 +158,9 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Option<()> {
     let mut next_scale: i32 = 8;
     for _ in 0..size {
         if next_scale != 0 {
+            // delta_scale is -128..=127 in a valid stream, any i32 in a hostile one.
             let delta = r.se()?;
-            next_scale = (last_scale + delta).rem_euclid(256);
+            next_scale = last_scale.wrapping_add(delta).rem_euclid(256);
         }
         if next_scale != 0 {
             last_scale = next_scale;
@@ -206,6 +207,38 @@ pub(crate) fn level_name(profile_idc: u8, constraints: u8, level_idc: u8) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Packs a string of '0'/'1' (spaces ignored) into bytes, zero-padded.
+    fn pack(bits: &str) -> Vec<u8> {
+        let bits: Vec<u8> = bits
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| u8::from(c == '1'))
+            .collect();
+        bits.chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (i, b)| acc | (b << (7 - i)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hostile_scaling_list_delta_does_not_overflow() {
+        // delta_scale = i32::MAX: se code k = 2^32 - 3, ue with 31 zeros, a one, then the 31
+        // bits of k + 1 - 2^31 (30 ones and a zero); then deltas of 0 (a single 1 bit each).
+        // `last_scale + delta` used to overflow.
+        let bits = format!("{}1{}0{}", "0".repeat(31), "1".repeat(30), "1".repeat(64));
+        let bytes = pack(&bits);
+        let mut r = BitReader::new(&bytes);
+        assert_eq!(skip_scaling_list(&mut r, 16), Some(()));
+        // The same inside a whole High-profile SPS (scaling matrix present, list 0 present).
+        let sps_bits = format!("1 1 1 1 0 0 1 1 {bits}");
+        let mut nal = vec![0x67, 100, 0, 40];
+        nal.extend(pack(&sps_bits));
+        let _ = parse_sps(&nal);
+    }
 
     #[test]
     fn level_names() {

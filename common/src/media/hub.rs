@@ -24,6 +24,9 @@ pub struct HubConfig {
     /// A subscriber's queue may hold this many milliseconds of media before it drops to the
     /// next keyframe.
     pub queue_max_ms: u32,
+    /// ... and at most this many payload bytes, headers and metadata included (a publisher
+    /// controls timestamps: 16 MiB frames 1 ms apart are little media time).
+    pub queue_max_bytes: usize,
     /// A subscriber that overflows this many times within `slow_window_ms` of media is closed.
     pub slow_max_overflows: u32,
     pub slow_window_ms: u32,
@@ -36,6 +39,7 @@ impl Default for HubConfig {
             gop_max_frames: 2048,
             gop_max_bytes: 32 * 1024 * 1024,
             queue_max_ms: 10_000,
+            queue_max_bytes: 64 * 1024 * 1024,
             slow_max_overflows: 3,
             slow_window_ms: 60_000,
         }

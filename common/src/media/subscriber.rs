@@ -1,7 +1,9 @@
-//! A subscriber's bounded queue, measured in milliseconds of media, and its drop policy:
-//! on overflow drop to the next keyframe (never sequence headers or metadata); close a
-//! subscriber that stays too slow. Must not block the publisher: every operation is O(1)
-//! amortised under a per-subscriber lock, and a direct write (below) never blocks.
+//! A subscriber's bounded queue, measured in milliseconds of media and in bytes (headers and
+//! metadata included: a publisher controls timestamps), and its drop policy: on overflow drop
+//! to the next keyframe (keeping the latest sequence headers and metadata); close a
+//! subscriber that stays too slow, or whose headers alone outgrow the byte bound. Must not
+//! block the publisher: every operation is O(1) amortised under a per-subscriber lock, and a
+//! direct write (below) never blocks.
 //!
 //! Direct delivery: a player that keeps up lends its socket to the fan-out (`DirectSink`).
 //! While its queue is empty and its task has nothing in flight, the publisher's fan-out
@@ -70,6 +72,11 @@ struct Direct {
 /// so at most this many go out in one direct write.
 pub(super) const BATCH_MAX: usize = 16;
 
+/// A player's task takes frames from its queue until it holds this many payload bytes (at
+/// least one frame): what it holds while it writes counts against no queue, so a player
+/// reading slowly must not take a whole batch of 16 MiB frames at once.
+const TAKE_MAX_BYTES: usize = 1024 * 1024;
+
 /// In C layout, the fields a direct write reads first: with the mutex's own word they fill
 /// the first cache line of `SubShared`.
 #[repr(C)]
@@ -82,6 +89,8 @@ struct Queue {
     closed: Option<CloseReason>,
     sink: Option<Direct>,
     frames: VecDeque<Arc<MediaFrame>>,
+    /// Payload bytes of `frames`.
+    bytes: usize,
     /// Bytes at the front of `frames` already written by a partial direct write: the player
     /// must send the rest of those frames first (and they must not be dropped).
     written: usize,
@@ -110,6 +119,17 @@ fn is_header(f: &MediaFrame) -> bool {
     f.sequence_header || f.kind == FrameKind::Data
 }
 
+/// Which of the (at most three) headers a player needs `f` is: metadata, video or audio
+/// sequence header.
+fn header_class(f: &MediaFrame) -> Option<usize> {
+    match f.kind {
+        FrameKind::Data => Some(0),
+        FrameKind::Video if f.sequence_header => Some(1),
+        FrameKind::Audio if f.sequence_header => Some(2),
+        _ => None,
+    }
+}
+
 impl SubShared {
     pub(super) fn new(id: u64, config: HubConfig) -> Self {
         Self {
@@ -119,6 +139,7 @@ impl SubShared {
                 closed: None,
                 sink: None,
                 frames: VecDeque::new(),
+                bytes: 0,
                 written: 0,
                 pinned: 0,
                 waker: None,
@@ -138,6 +159,7 @@ impl SubShared {
             if f.is_video() && f.keyframe && !f.sequence_header {
                 q.awaiting_keyframe = false;
             }
+            q.bytes += f.payload.len();
             q.frames.push_back(f);
         }
         q.wake();
@@ -187,32 +209,63 @@ impl SubShared {
             return dropped;
         }
         q.frames.extend(batch.iter().cloned());
-        if queued_ms(&q.frames) > self.config.queue_max_ms {
+        q.bytes += batch.iter().map(|f| f.payload.len()).sum::<usize>();
+        if q.bytes > self.config.queue_max_bytes || queued_ms(&q.frames) > self.config.queue_max_ms
+        {
             dropped += self.overflow(&mut q, last.timestamp_ms);
             // The keyframe that overflowed the queue is the one to resume from: dropping it
-            // too would cost the player a whole extra GOP.
-            if last.is_video() && last.keyframe && q.closed.is_none() {
+            // too would cost the player a whole extra GOP. (It may not have been dropped: a
+            // direct write may have started on it.)
+            let kept = q.frames.back().is_some_and(|f| Arc::ptr_eq(f, last));
+            if last.is_video()
+                && last.keyframe
+                && !last.sequence_header
+                && q.closed.is_none()
+                && !kept
+                && q.bytes + last.payload.len() <= self.config.queue_max_bytes
+            {
+                q.bytes += last.payload.len();
                 q.frames.push_back(last.clone());
                 q.awaiting_keyframe = false;
-                dropped -= 1;
-                self.dropped.fetch_sub(1, Ordering::Relaxed);
+                dropped = dropped.saturating_sub(1);
+                self.uncount_drop();
             }
         }
         q.wake();
         dropped
     }
 
-    /// Drops queued media (keeping headers) and waits for the next keyframe; closes the
-    /// subscriber if this happens too often.
+    /// Takes back one drop counted by `overflow` (never below zero).
+    fn uncount_drop(&self) {
+        let _ = self
+            .dropped
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
+    }
+
+    /// Drops queued media, keeping the latest metadata and sequence header of each kind
+    /// (all the next keyframe needs), and waits for the next keyframe; closes the subscriber
+    /// if this happens too often, or if what must be kept still exceeds the byte bound.
     fn overflow(&self, q: &mut Queue, now_ms: u32) -> usize {
         let before = q.frames.len();
-        // Frames a direct write started on must be finished, whatever they are.
-        let mut i = 0;
         let pinned = q.pinned;
-        q.frames.retain(|f| {
-            i += 1;
-            i <= pinned || is_header(f)
-        });
+        // Frames a direct write started on must be finished, whatever they are. Walking from
+        // the back, the first header of each kind seen is the latest.
+        let mut seen = [false; 3];
+        let mut kept = VecDeque::with_capacity(pinned + 3);
+        for (i, f) in std::mem::take(&mut q.frames).into_iter().enumerate().rev() {
+            let keep = if i < pinned {
+                true
+            } else if let Some(class) = header_class(&f) {
+                !std::mem::replace(&mut seen[class], true)
+            } else {
+                false
+            };
+            if keep {
+                kept.push_front(f);
+            }
+        }
+        q.frames = kept;
+        q.bytes = q.frames.iter().map(|f| f.payload.len()).sum();
         let dropped = before - q.frames.len();
         self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         q.awaiting_keyframe = true;
@@ -225,7 +278,9 @@ impl SubShared {
         {
             q.overflows.pop_front();
         }
-        if q.overflows.len() as u32 >= self.config.slow_max_overflows {
+        if q.overflows.len() as u32 >= self.config.slow_max_overflows
+            || q.bytes > self.config.queue_max_bytes
+        {
             q.clear();
             q.closed = Some(CloseReason::TooSlow);
             self.cancel.cancel();
@@ -259,13 +314,26 @@ impl Queue {
     /// anyway, but its last bytes stay well-formed).
     fn clear(&mut self) {
         self.frames.truncate(self.pinned);
+        self.bytes = self.frames.iter().map(|f| f.payload.len()).sum();
     }
 
     /// Moves up to `max` frames (at least the pinned ones) into `out` and takes the socket
     /// back from the fan-out; returns the bytes of them already written.
+    /// Stops early once `TAKE_MAX_BYTES` are taken (never before the pinned frames).
     fn take(&mut self, out: &mut Vec<Arc<MediaFrame>>, max: usize) -> usize {
         let n = self.frames.len().min(max.max(self.pinned));
-        out.extend(self.frames.drain(..n));
+        let mut taken_bytes = 0;
+        for i in 0..n {
+            if i >= self.pinned.max(1) && taken_bytes >= TAKE_MAX_BYTES {
+                break;
+            }
+            let Some(f) = self.frames.pop_front() else {
+                break;
+            };
+            taken_bytes += f.payload.len();
+            out.push(f);
+        }
+        self.bytes = self.bytes.saturating_sub(taken_bytes);
         self.direct = false;
         self.pinned = 0;
         std::mem::take(&mut self.written)
@@ -356,6 +424,11 @@ impl Subscriber {
     /// Frames this subscriber lost to overflow.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Payload bytes waiting in this subscriber's queue.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.shared.queue).bytes
     }
 
     /// Waits for frames and moves up to `max` of them into `out`; returns how many bytes at

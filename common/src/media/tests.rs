@@ -80,6 +80,7 @@ fn config() -> HubConfig {
         gop_max_frames: 100,
         gop_max_bytes: 1 << 20,
         queue_max_ms: 10_000,
+        queue_max_bytes: 64 << 20,
         slow_max_overflows: 100,
         slow_window_ms: 60_000,
     }
@@ -953,4 +954,105 @@ async fn the_last_riding_audio_goes_out_before_the_end() {
     assert_eq!(sub.recv(&mut out, 16).await, Ok(0));
     assert_eq!(sub.recv(&mut out, 16).await, Err(CloseReason::Ended));
     assert_eq!(sigs(&out), vec![k(0), a(20)]);
+}
+
+#[test]
+fn big_frames_a_millisecond_apart_overflow_the_byte_bound_and_close_the_player() {
+    // A publisher controls timestamps: 1 ms of media per frame is no bound at all.
+    let (_hub, publisher, sub) = slow_setup(HubConfig {
+        queue_max_bytes: 10_000,
+        slow_max_overflows: 3,
+        ..config()
+    });
+    let mut ts = 1;
+    for _ in 0..4 {
+        publisher.send(frame(FrameKind::Video, ts, false, false, 3000));
+        ts += 1;
+        assert!(sub.queued_bytes() <= 10_000, "{}", sub.queued_bytes());
+    }
+    assert!(sub.dropped() > 0);
+    assert_eq!(sub.close_reason(), None);
+    for _ in 0..20 {
+        publisher.send(frame(FrameKind::Video, ts, true, false, 3000));
+        ts += 1;
+        assert!(sub.queued_bytes() <= 10_000, "{}", sub.queued_bytes());
+    }
+    assert_eq!(sub.close_reason(), Some(super::CloseReason::TooSlow));
+    assert_eq!(sub.queued_bytes(), 0);
+}
+
+#[test]
+fn a_sequence_header_flood_is_counted_and_compacted() {
+    // Headers are never dropped for a slow player, but only the latest of each kind matters
+    // once the media between them is gone.
+    let (_hub, publisher, mut sub) = slow_setup(HubConfig {
+        queue_max_bytes: 10_000,
+        slow_max_overflows: u32::MAX,
+        ..config()
+    });
+    for i in 0..1000 {
+        publisher.send(frame(FrameKind::Video, 0, true, true, 3000 + i));
+        publisher.send(frame(FrameKind::Data, 0, false, false, 3000));
+        assert!(sub.queued_bytes() <= 10_000, "{}", sub.queued_bytes());
+    }
+    assert_eq!(sub.close_reason(), None);
+    let mut out = Vec::new();
+    sub.try_recv(&mut out, usize::MAX);
+    assert!(out.len() <= 4, "{}", out.len());
+    // The latest video sequence header survived.
+    assert!(
+        out.iter()
+            .any(|f| f.sequence_header && f.payload.len() == 3999)
+    );
+    // With the default overflow policy the flooding stream closes the player.
+    let (_hub, publisher, sub) = slow_setup(HubConfig {
+        queue_max_bytes: 10_000,
+        slow_max_overflows: 3,
+        ..config()
+    });
+    for _ in 0..100 {
+        publisher.send(frame(FrameKind::Audio, 0, false, true, 3000));
+    }
+    assert_eq!(sub.close_reason(), Some(super::CloseReason::TooSlow));
+}
+
+#[test]
+fn headers_alone_beyond_the_byte_bound_close_the_player() {
+    let (_hub, publisher, sub) = slow_setup(HubConfig {
+        queue_max_bytes: 10_000,
+        slow_max_overflows: u32::MAX,
+        ..config()
+    });
+    publisher.send(frame(FrameKind::Video, 0, true, true, 6000));
+    publisher.send(frame(FrameKind::Data, 0, false, false, 6000));
+    assert_eq!(sub.close_reason(), Some(super::CloseReason::TooSlow));
+}
+
+#[tokio::test]
+async fn overflow_on_a_keyframe_a_direct_write_started_does_not_wrap_the_drop_count() {
+    // The keyframe that overflows is pinned by a partial direct write: nothing was dropped,
+    // so there is nothing to take back (this used to be `0 - 1`).
+    let sink = MemSink::with_room(10);
+    let cfg = HubConfig {
+        queue_max_bytes: 10_000,
+        slow_max_overflows: u32::MAX,
+        ..config()
+    };
+    let (_hub, publisher, sub) = direct_setup_with(cfg, sink.clone());
+    publisher.send(frame(FrameKind::Video, 40, true, false, 20_000));
+    assert!(sub.dropped() < 1000, "{}", sub.dropped());
+    assert_eq!(sub.close_reason(), Some(super::CloseReason::TooSlow));
+}
+
+#[test]
+fn a_player_takes_at_most_about_a_megabyte_at_once() {
+    let (_hub, publisher, mut sub) = slow_setup(config());
+    assert_eq!(drain(&mut sub).len(), 4);
+    for ts in 1..=8 {
+        publisher.send(frame(FrameKind::Video, ts, false, false, 600_000));
+    }
+    let mut out = Vec::new();
+    sub.try_recv(&mut out, 16);
+    assert_eq!(out.len(), 2);
+    assert_eq!(sub.queued_bytes(), 6 * 600_000);
 }

@@ -1,6 +1,8 @@
 //! HTTP: the media routes (HTTP-FLV at `/{app}/{name}.flv`, HLS at `/{app}/{name}.m3u8` and
-//! `/{app}/{name}/...`, the player page at `/{app}/{name}`), `/healthz`, JSON errors, and a
-//! server whose connections fail writes that stall. Must not build FLV itself: that is `flv`.
+//! `/{app}/{name}/...`, the player page at `/{app}/{name}`), `/healthz`, JSON errors, and the
+//! server of every HTTP listener: a task per connection, TLS for HTTPS, a header timeout, an
+//! idle timeout, bounded bodies, writes that fail when they stall, the node's connection
+//! budget. Must not build FLV itself: that is `flv`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +15,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::stream;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::clients::{ClientGuard, ClientRole, Egress};
-use super::io::StallTimeout;
+use super::io::{IdleTimeout, StallTimeout};
+use super::limit::ConnBudget;
 use super::{NetContext, Node, PlayRequest, Refusal};
 use crate::flv;
 use crate::media::{CloseReason, MediaFrame, Subscriber};
@@ -280,64 +285,239 @@ fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Insta
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, StallListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, StallListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
+/// How an HTTP listener serves its connections.
+#[derive(Clone)]
+pub struct HttpServe {
+    pub limits: super::NetLimits,
+    /// The node's budget of public connections; `None` (the API listener): not counted.
+    pub budget: Option<Arc<ConnBudget>>,
+    /// HTTPS: the TLS handshake happens within the header timeout.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Largest request body a handler may read; a longer declared one gets 413 at once.
+    pub max_body: usize,
 }
 
-/// A TCP listener whose connections fail writes that stall for `write_timeout`.
-pub struct StallListener {
-    inner: TcpListener,
-    write_timeout: Duration,
-    send_buffer: usize,
-}
+/// Request bodies on the public listeners: no media route reads one.
+pub const PUBLIC_MAX_BODY: usize = 16 * 1024;
+/// Request bodies on the API listener (JSON calls, gRPC messages).
+pub const API_MAX_BODY: usize = 4 * 1024 * 1024;
+/// Bytes hyper buffers for one HTTP/1 request head (and reads at a time).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Header list of one HTTP/2 request.
+const MAX_H2_HEADER_LIST: u32 = 16 * 1024;
+/// Concurrent requests on one HTTP/2 connection.
+const MAX_H2_STREAMS: u32 = 128;
 
-impl axum::serve::Listener for StallListener {
-    type Io = StallTimeout<TcpStream>;
-    type Addr = std::net::SocketAddr;
+/// What a refused HTTP connection reads before it is closed.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((s, a)) => {
-                    let _ = s.set_nodelay(true);
-                    super::rtmp::set_send_buffer(&s, self.send_buffer);
-                    metrics::counter!(metric::CONNECTIONS_ACCEPTED, "protocol" => "http")
-                        .increment(1);
-                    return (StallTimeout::new(s, self.write_timeout), a);
-                }
-                Err(e) => {
-                    warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// Serves `router` until `shutdown`, then waits for open responses to finish.
+/// Serves `router` until `shutdown`, each connection in its own task (HTTP/1.1 with a header
+/// timeout, or HTTP/2 by prior knowledge or ALPN), then waits for open responses to finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: &super::NetLimits,
+    opts: HttpServe,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = StallListener {
-        inner: listener,
-        write_timeout: limits.write_timeout,
-        send_buffer: limits.send_buffer,
-    };
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<PeerAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let proto = if opts.tls.is_some() { "https" } else { "http" };
+    let conns = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (sock, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "http accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let permit = match opts.budget.as_ref().map(|b| b.try_acquire(peer.ip())) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(refused)) => {
+                metrics::counter!(metric::CONNECTIONS_REFUSED, "protocol" => proto, "reason" => refused.reason())
+                    .increment(1);
+                debug!(%peer, reason = refused.reason(), "connection refused");
+                if opts.tls.is_none() {
+                    // Never waits: a full socket just gets the close.
+                    let _ = sock.try_write(BUSY);
+                }
+                continue;
+            }
+        };
+        metrics::counter!(metric::CONNECTIONS_ACCEPTED, "protocol" => proto).increment(1);
+        let _ = sock.set_nodelay(true);
+        super::rtmp::set_send_buffer(&sock, opts.limits.send_buffer);
+        let (router, opts, shutdown) = (router.clone(), opts.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = serve_conn(sock, peer, router, &opts, shutdown).await {
+                metrics::counter!(metric::CONNECTION_ERRORS, "protocol" => proto, "reason" => e.reason())
+                    .increment(1);
+                debug!(%peer, error = %e, "http connection closed");
+            }
+        });
+    }
+    conns.close();
+    conns.wait().await;
+    Ok(())
+}
+
+/// Why an HTTP connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum HttpConnError {
+    #[error("no request head within the header timeout")]
+    HeaderTimeout,
+    #[error("tls handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("http: {0}")]
+    Hyper(#[from] hyper::Error),
+}
+
+impl HttpConnError {
+    fn reason(&self) -> &'static str {
+        match self {
+            HttpConnError::HeaderTimeout => "header_timeout",
+            HttpConnError::Tls(_) => "tls",
+            HttpConnError::Io(_) => "io",
+            HttpConnError::Hyper(e) if e.is_timeout() => "header_timeout",
+            HttpConnError::Hyper(_) => "http",
+        }
+    }
+}
+
+async fn serve_conn(
+    sock: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    opts: &HttpServe,
+    shutdown: CancellationToken,
+) -> Result<(), HttpConnError> {
+    let header = opts.limits.http_header_timeout;
+    let svc = service(router, peer, opts.max_body);
+    match &opts.tls {
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(header, acceptor.accept(sock))
+                .await
+                .map_err(|_| HttpConnError::HeaderTimeout)?
+                .map_err(HttpConnError::Tls)?;
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            drive(tls, h2, svc, opts, shutdown).await
+        }
+        None => {
+            let h2 = tokio::time::timeout(header, sniff_h2(&sock))
+                .await
+                .map_err(|_| HttpConnError::HeaderTimeout)??;
+            drive(sock, h2, svc, opts, shutdown).await
+        }
+    }
+}
+
+/// Whether a plaintext connection opens with the HTTP/2 preface (gRPC, h2c), decided on the
+/// first bytes without consuming them.
+async fn sniff_h2(sock: &TcpStream) -> std::io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = sock.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == PREFACE.len() {
+            return Ok(true);
+        }
+        // A preface split across packets: peek returns at once while nothing new came.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Serves one connection until it ends or, at shutdown, until its open requests finish.
+async fn drive<I>(
+    io: I,
+    h2: bool,
+    svc: impl hyper::service::Service<
+        axum::http::Request<hyper::body::Incoming>,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static,
+    opts: &HttpServe,
+    shutdown: CancellationToken,
+) -> Result<(), HttpConnError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(IdleTimeout::new(
+        StallTimeout::new(io, opts.limits.write_timeout),
+        opts.limits.http_idle_timeout,
+    ));
+    macro_rules! until_shutdown {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }};
+    }
+    if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_header_list_size(MAX_H2_HEADER_LIST)
+            .max_concurrent_streams(MAX_H2_STREAMS);
+        until_shutdown!(b.serve_connection(io, svc))?;
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(opts.limits.http_header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES);
+        until_shutdown!(b.serve_connection(io, svc))?;
+    }
+    Ok(())
+}
+
+/// The router as a hyper service: the peer address for `ConnectInfo<PeerAddr>`, and request
+/// bodies bounded to `max_body` bytes (413 when one says it is longer).
+fn service(
+    router: Router,
+    peer: SocketAddr,
+    max_body: usize,
+) -> impl hyper::service::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+        let mut router = router.clone();
+        async move {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_body as u64) {
+                return Ok(json_error(413, "request body too large"));
+            }
+            let mut req = req.map(|b| Body::new(http_body_util::Limited::new(b, max_body)));
+            req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+            tower_service::Service::call(&mut router, req).await
+        }
+    })
 }

@@ -5,8 +5,10 @@ pub mod clients;
 pub mod hls;
 pub mod http;
 pub mod io;
+pub mod limit;
 pub mod pull;
 pub mod rtmp;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -108,6 +110,30 @@ impl Refusal {
         }
     }
 
+    /// An app or stream name admission does not accept (`admission::validate_name`).
+    pub fn bad_name(action: Action, bad: &crate::admission::BadName) -> Self {
+        Self {
+            rtmp_code: match action {
+                Action::Publish => "NetStream.Publish.BadName",
+                Action::Play => "NetStream.Play.StreamNotFound",
+            },
+            http_status: 400,
+            reason: "bad_name",
+            description: bad.to_string(),
+        }
+    }
+
+    /// A limit of the node (ingests, waiting plays) was reached: `NetStream.Play.Failed`,
+    /// HTTP `http_status` (503 node-wide, 429 per client).
+    pub fn limited(http_status: u16, reason: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            rtmp_code: "NetStream.Play.Failed",
+            http_status,
+            reason,
+            description: description.into(),
+        }
+    }
+
     pub fn unavailable(description: impl Into<String>) -> Self {
         Self {
             rtmp_code: "NetStream.Play.Failed",
@@ -147,8 +173,17 @@ pub struct NetLimits {
     pub publish_idle_timeout: Duration,
     /// A write to a player that makes no progress for this long ends the connection.
     pub write_timeout: Duration,
-    /// Connections beyond this are refused at accept.
+    /// Open connections of the public listeners (RTMP, RTMPS, HTTP, HTTPS together)
+    /// beyond this are refused at accept.
     pub max_connections: usize,
+    /// Open connections from one client address (all public listeners), 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Addresses without a per-address limit (cluster peers, proxies on the host).
+    pub trusted_networks: Vec<limit::Cidr>,
+    /// An HTTP request head (and, over HTTPS, the TLS handshake) must arrive within this.
+    pub http_header_timeout: Duration,
+    /// An HTTP connection with no request in flight and no bytes either way is closed.
+    pub http_idle_timeout: Duration,
     /// Frames written per batch (one writev).
     pub batch_frames: usize,
     /// SO_SNDBUF of player sockets in bytes; 0 keeps the kernel's autotuning. A smaller
@@ -163,6 +198,10 @@ impl Default for NetLimits {
             publish_idle_timeout: Duration::from_secs(20),
             write_timeout: Duration::from_secs(30),
             max_connections: 20_000,
+            max_connections_per_ip: 100,
+            trusted_networks: Vec::new(),
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
             batch_frames: 64,
             send_buffer: 0,
         }
@@ -180,6 +219,8 @@ pub struct NetContext<N: Node> {
     /// HLS packagers running on this node, and their options.
     pub hls: hls::HlsStreams,
     pub hls_options: hls::HlsOptions,
+    /// Places of the public listeners' connections (`limits.max_connections`, per IP).
+    pub budget: Arc<limit::ConnBudget>,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
 }
@@ -193,6 +234,11 @@ impl<N: Node> NetContext<N> {
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
+            budget: limit::ConnBudget::new(
+                limits.max_connections,
+                limits.max_connections_per_ip,
+                limits.trusted_networks.clone(),
+            ),
             limits,
             shutdown,
             clients: Arc::default(),
@@ -247,6 +293,11 @@ impl<N: Node> NetContext<N> {
         query: &str,
         peer: &str,
     ) -> Result<(), Refusal> {
+        // Names first, for every protocol and before any token, registry or hub work.
+        if let Err(bad) = crate::admission::validate_name(app, name) {
+            tracing::debug!(protocol, peer, error = %bad, "refused: bad name");
+            return Err(Refusal::bad_name(action, &bad));
+        }
         let ask = Ask {
             action,
             protocol,

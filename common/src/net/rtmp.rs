@@ -1,4 +1,4 @@
-//! The RTMP server connection: drives a sans-IO `ServerSession` over a TCP socket, hands
+//! The RTMP server connection: drives a sans-IO `ServerSession` over a TCP or TLS socket, hands
 //! publish and play to the `Node`, pumps frames from the hub to players in batches.
 //! Must not parse RTMP itself: that is `crate::rtmp`.
 
@@ -8,13 +8,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::clients::{ClientInfo, ClientRole, Egress};
-use super::io::{SharedStream, StallTimeout, write_all_vectored};
+use super::io::{SharedStream, StallTimeout, Transport, write_all_vectored};
 use super::{NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use crate::flv;
 use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
@@ -45,6 +44,8 @@ pub enum ConnError {
     WriteTimeout,
     #[error("player too slow")]
     TooSlow,
+    #[error("tls handshake: {0}")]
+    Tls(std::io::Error),
 }
 
 impl ConnError {
@@ -56,6 +57,7 @@ impl ConnError {
             ConnError::PublishIdle => "publish_idle",
             ConnError::WriteTimeout => "write_timeout",
             ConnError::TooSlow => "too_slow",
+            ConnError::Tls(_) => "tls",
         }
     }
 }
@@ -97,9 +99,15 @@ pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 2] {
     [first, if single { &frame.payload } else { &NO_BYTES }]
 }
 
-/// Accepts RTMP connections until shutdown; each runs in its own task tracked by `tasks`.
-pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, tasks: TaskTracker) {
-    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+/// Accepts RTMP connections (RTMPS with `tls`) until shutdown; each runs in its own task
+/// tracked by `tasks`, within the node's connection budget.
+pub async fn serve<N: Node>(
+    listener: TcpListener,
+    ctx: Arc<NetContext<N>>,
+    tasks: TaskTracker,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let proto = if tls.is_some() { "rtmps" } else { "rtmp" };
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -113,20 +121,25 @@ pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, task
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics::counter!(metric::CONNECTIONS_REFUSED, "protocol" => "rtmp", "reason" => "limit")
-                .increment(1);
-            continue;
+        let permit = match ctx.budget.try_acquire(peer.ip()) {
+            Ok(p) => p,
+            Err(refused) => {
+                metrics::counter!(metric::CONNECTIONS_REFUSED, "protocol" => proto, "reason" => refused.reason())
+                    .increment(1);
+                debug!(%peer, reason = refused.reason(), "connection refused");
+                continue;
+            }
         };
-        metrics::counter!(metric::CONNECTIONS_ACCEPTED, "protocol" => "rtmp").increment(1);
+        metrics::counter!(metric::CONNECTIONS_ACCEPTED, "protocol" => proto).increment(1);
         let id = ctx.next_conn_id();
         let ctx = ctx.clone();
-        let span = info_span!("conn", id, %peer, proto = "rtmp");
+        let tls = tls.clone();
+        let span = info_span!("conn", id, %peer, proto);
         tasks.spawn(
             async move {
                 let _permit = permit;
-                if let Err(e) = handle(sock, peer, &ctx, id).await {
-                    metrics::counter!(metric::CONNECTION_ERRORS, "protocol" => "rtmp", "reason" => e.reason())
+                if let Err(e) = handle(sock, peer, &ctx, id, tls).await {
+                    metrics::counter!(metric::CONNECTION_ERRORS, "protocol" => proto, "reason" => e.reason())
                         .increment(1);
                     info!(error = %e, "connection closed");
                 }
@@ -140,16 +153,18 @@ pub async fn serve<N: Node>(listener: TcpListener, ctx: Arc<NetContext<N>>, task
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
-struct Conn {
-    sock: StallTimeout<SharedStream>,
+struct Conn<T> {
+    sock: StallTimeout<T>,
     session: ServerSession,
     buf: BytesMut,
 }
 
-impl Conn {
+impl<T: Transport> Conn<T> {
     async fn flush(&mut self) -> std::io::Result<()> {
         if let Some(out) = self.session.take_output() {
             self.sock.write_all(&out).await?;
+            // TLS may keep records buffered past a write; plain TCP's flush does nothing.
+            self.sock.flush().await?;
         }
         Ok(())
     }
@@ -161,7 +176,7 @@ impl Conn {
         let size = self.buf.capacity().clamp(READ_MIN, READ_MAX);
         self.buf.clear();
         self.buf.reserve(size);
-        let n = self.sock.get_ref().read_buf(&mut self.buf).await?;
+        let n = self.sock.get_mut().read_into(&mut self.buf).await?;
         if n == 0 {
             return Ok(false);
         }
@@ -178,32 +193,58 @@ async fn handle<N: Node>(
     peer: SocketAddr,
     ctx: &NetContext<N>,
     conn_id: u64,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<(), ConnError> {
     sock.set_nodelay(true)?;
+    // One deadline from accept to an accepted publish or play, the TLS handshake included.
+    let deadline = Instant::now() + ctx.limits.handshake_timeout;
+    match tls {
+        None => run(SharedStream::new(sock), peer, ctx, conn_id, deadline).await,
+        Some(acceptor) => {
+            let stream = timeout_at(deadline, acceptor.accept(sock))
+                .await
+                .map_err(|_| ConnError::HandshakeTimeout)?
+                .map_err(ConnError::Tls)?;
+            run(stream, peer, ctx, conn_id, deadline).await
+        }
+    }
+}
+
+async fn run<N: Node, T: Transport>(
+    sock: T,
+    peer: SocketAddr,
+    ctx: &NetContext<N>,
+    conn_id: u64,
+    deadline: Instant,
+) -> Result<(), ConnError> {
     let config = ServerConfig {
         chunk_size: PLAY_CHUNK_SIZE,
         seed: ctx.next_conn_id() ^ 0x5bd1_e995,
         ..ServerConfig::default()
     };
     let mut conn = Conn {
-        sock: StallTimeout::new(SharedStream::new(sock), ctx.limits.write_timeout),
+        sock: StallTimeout::new(sock, ctx.limits.write_timeout),
         session: ServerSession::new(config),
         buf: BytesMut::new(),
     };
-    let result = negotiate(&mut conn, peer, ctx, conn_id).await;
+    let result = negotiate(&mut conn, peer, ctx, conn_id, deadline).await;
     // Whatever the outcome, the peer gets our last words (an _error, an onStatus).
     let _ = timeout(std::time::Duration::from_secs(1), conn.flush()).await;
+    // TLS ends with close_notify, so that the peer sees an end rather than a truncation.
+    if conn.sock.get_ref().shared().is_none() {
+        let _ = timeout(std::time::Duration::from_secs(1), conn.sock.shutdown()).await;
+    }
     result
 }
 
 /// Handshake, connect, then publish or play; within the handshake timeout.
-async fn negotiate<N: Node>(
-    conn: &mut Conn,
+async fn negotiate<N: Node, T: Transport>(
+    conn: &mut Conn<T>,
     peer: SocketAddr,
     ctx: &NetContext<N>,
     conn_id: u64,
+    deadline: Instant,
 ) -> Result<(), ConnError> {
-    let deadline = Instant::now() + ctx.limits.handshake_timeout;
     let mut app = String::new();
     let mut app_query = String::new();
     loop {
@@ -261,8 +302,8 @@ async fn negotiate<N: Node>(
     }
 }
 
-async fn start_publish<N: Node>(
-    conn: &mut Conn,
+async fn start_publish<N: Node, T: Transport>(
+    conn: &mut Conn<T>,
     ctx: &NetContext<N>,
     conn_id: u64,
     req: PublishRequest,
@@ -303,8 +344,8 @@ async fn start_publish<N: Node>(
     result
 }
 
-async fn start_play<N: Node>(
-    conn: &mut Conn,
+async fn start_play<N: Node, T: Transport>(
+    conn: &mut Conn<T>,
     ctx: &NetContext<N>,
     conn_id: u64,
     req: PlayRequest,
@@ -336,7 +377,7 @@ async fn start_play<N: Node>(
         req.key(),
         req.peer.clone(),
     );
-    set_send_buffer(conn.sock.get_ref().get_ref(), ctx.limits.send_buffer);
+    set_send_buffer(conn.sock.get_ref().tcp(), ctx.limits.send_buffer);
     conn.session.accept_play(stream_id, &req.name);
     conn.flush().await?;
     // No span of its own: entering one on every poll of every player costs ~1.5% of the
@@ -362,8 +403,8 @@ fn join_query(a: &str, b: &str) -> String {
     }
 }
 
-async fn publish_loop<N: Node>(
-    conn: &mut Conn,
+async fn publish_loop<N: Node, T: Transport>(
+    conn: &mut Conn<T>,
     publisher: Publisher,
     client: &ClientInfo,
     stream_id: u32,
@@ -448,8 +489,8 @@ async fn publish_loop<N: Node>(
     }
 }
 
-async fn play_loop<N: Node>(
-    conn: &mut Conn,
+async fn play_loop<N: Node, T: Transport>(
+    conn: &mut Conn<T>,
     mut sub: Subscriber,
     client: &ClientInfo,
     stream_id: u32,
@@ -462,7 +503,7 @@ async fn play_loop<N: Node>(
     let _ = client.egress.set(Egress {
         counter: metrics::counter!(metric::BYTES_SENT, "protocol" => "rtmp"),
         stream: sub.stream().clone(),
-        direct: Some(conn.sock.get_ref().clone()),
+        direct: conn.sock.get_ref().shared().cloned(),
     });
     let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(ctx.limits.batch_frames);
     let result = play_frames(conn, &mut sub, &mut frames, stream_id, ctx, asked, client).await;
@@ -475,6 +516,7 @@ async fn play_loop<N: Node>(
             push_wire_after(&mut bufs, &frames, written);
             // Bounded by the socket's stall timeout.
             let _ = write_all_vectored(&mut conn.sock, &bufs).await;
+            let _ = conn.sock.flush().await;
         }
     }
     client.book_egress(0);
@@ -492,8 +534,8 @@ fn push_wire_after(bufs: &mut Vec<Bytes>, frames: &[Arc<MediaFrame>], mut writte
     }
 }
 
-async fn play_frames<N: Node>(
-    conn: &mut Conn,
+async fn play_frames<N: Node, T: Transport>(
+    conn: &mut Conn<T>,
     sub: &mut Subscriber,
     frames: &mut Vec<Arc<MediaFrame>>,
     stream_id: u32,
@@ -555,7 +597,7 @@ async fn play_frames<N: Node>(
         // polls the too-slow token.
         tokio::select! {
             biased;
-            r = write_all_vectored(&mut conn.sock, &bufs) => r.map_err(stall_error)?,
+            r = write_flush(&mut conn.sock, &bufs) => r.map_err(stall_error)?,
             _ = &mut too_slow => {
                 info!(stream = %sub.stream().key(), dropped = sub.dropped(), "player too slow, disconnected");
                 return Err(ConnError::TooSlow);
@@ -568,10 +610,22 @@ async fn play_frames<N: Node>(
         if had_media && let Some(t) = first_frame.take() {
             metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
                 .record(t.elapsed().as_secs_f64());
-            // From now on, while this player keeps up, the fan-out writes to it directly.
-            sub.set_direct_sink(conn.sock.get_ref().direct_sink(), rtmp_wire);
+            // From now on, while this player keeps up, the fan-out writes to it directly
+            // (plain TCP; a TLS player stays on the queued path).
+            if let Some(shared) = conn.sock.get_ref().shared() {
+                sub.set_direct_sink(shared.direct_sink(), rtmp_wire);
+            }
         }
     }
+}
+
+/// Writes `bufs` and flushes what a TLS transport buffered (nothing to flush on plain TCP).
+async fn write_flush<T: Transport>(
+    sock: &mut StallTimeout<T>,
+    bufs: &[Bytes],
+) -> std::io::Result<()> {
+    write_all_vectored(sock, bufs).await?;
+    sock.flush().await
 }
 
 /// A write that timed out in `StallTimeout` is a stalled player; anything else is I/O.
@@ -583,8 +637,8 @@ fn stall_error(e: std::io::Error) -> ConnError {
     }
 }
 
-fn end_play(
-    conn: &mut Conn,
+fn end_play<T>(
+    conn: &mut Conn<T>,
     stream_id: u32,
     reason: CloseReason,
     sub: &Subscriber,

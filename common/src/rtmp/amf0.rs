@@ -6,6 +6,15 @@ use bytes::{BufMut, BytesMut};
 /// Containers nested deeper than this are rejected, so hostile input cannot overflow the stack.
 pub const MAX_DEPTH: usize = 64;
 
+/// Values (nested ones included) one `decode` or `decode_all` call may produce. A value costs
+/// about 32 bytes in memory but can take 1 byte on the wire (a null): without this bound a
+/// 16 MiB strict array of nulls became 512 MiB. Real commands and `onMetaData` have tens.
+pub const MAX_VALUES: usize = 4096;
+
+/// A container's first allocation is at most this many elements, whatever its count says: it
+/// grows with what is actually decoded.
+const PREALLOC_MAX: usize = 16;
+
 const MARKER_NUMBER: u8 = 0x00;
 const MARKER_BOOLEAN: u8 = 0x01;
 const MARKER_STRING: u8 = 0x02;
@@ -63,6 +72,8 @@ pub enum Amf0Error {
     TooDeep,
     #[error("amf0: string is not valid utf-8")]
     InvalidUtf8,
+    #[error("amf0: more than {MAX_VALUES} values")]
+    TooManyValues,
 }
 
 impl Amf0Value {
@@ -115,17 +126,23 @@ impl Amf0Value {
 /// Decodes one value from the front of `buf` and advances `buf` past it. On error `buf` is left
 /// unchanged.
 pub fn decode(buf: &mut &[u8]) -> Result<Amf0Value, Amf0Error> {
+    let mut budget = MAX_VALUES;
+    decode_budgeted(buf, &mut budget)
+}
+
+fn decode_budgeted(buf: &mut &[u8], budget: &mut usize) -> Result<Amf0Value, Amf0Error> {
     let mut cursor = *buf;
-    let value = decode_value(&mut cursor, 0)?;
+    let value = decode_value(&mut cursor, 0, budget)?;
     *buf = cursor;
     Ok(value)
 }
 
-/// Decodes values until `buf` is empty.
+/// Decodes values until `buf` is empty; at most `MAX_VALUES` in all.
 pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Amf0Value>, Amf0Error> {
     let mut values = Vec::new();
+    let mut budget = MAX_VALUES;
     while !buf.is_empty() {
-        values.push(decode(&mut buf)?);
+        values.push(decode_budgeted(&mut buf, &mut budget)?);
     }
     Ok(values)
 }
@@ -169,7 +186,8 @@ fn read_utf8(buf: &mut &[u8], len: usize) -> Result<String, Amf0Error> {
         .map_err(|_| Amf0Error::InvalidUtf8)
 }
 
-fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
+fn decode_value(buf: &mut &[u8], depth: usize, budget: &mut usize) -> Result<Amf0Value, Amf0Error> {
+    *budget = budget.checked_sub(1).ok_or(Amf0Error::TooManyValues)?;
     let marker = read_u8(buf)?;
     match marker {
         MARKER_NUMBER => Ok(Amf0Value::Number(read_f64(buf)?)),
@@ -185,7 +203,7 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
         }
         MARKER_OBJECT => {
             let depth = enter(depth)?;
-            Ok(Amf0Value::Object(decode_properties(buf, depth)?))
+            Ok(Amf0Value::Object(decode_properties(buf, depth, budget)?))
         }
         MARKER_NULL => Ok(Amf0Value::Null),
         MARKER_UNDEFINED => Ok(Amf0Value::Undefined),
@@ -193,7 +211,7 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
             let depth = enter(depth)?;
             // The count is only a hint and some encoders get it wrong: the end marker decides.
             let _count = read_u32(buf)?;
-            Ok(Amf0Value::EcmaArray(decode_properties(buf, depth)?))
+            Ok(Amf0Value::EcmaArray(decode_properties(buf, depth, budget)?))
         }
         MARKER_OBJECT_END => Err(Amf0Error::UnexpectedObjectEnd),
         MARKER_STRICT_ARRAY => {
@@ -205,9 +223,12 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
             if count > buf.len() {
                 return Err(Amf0Error::Truncated);
             }
-            let mut items = Vec::with_capacity(count);
+            if count > *budget {
+                return Err(Amf0Error::TooManyValues);
+            }
+            let mut items = Vec::with_capacity(count.min(PREALLOC_MAX));
             for _ in 0..count {
-                items.push(decode_value(buf, depth)?);
+                items.push(decode_value(buf, depth, budget)?);
             }
             Ok(Amf0Value::StrictArray(items))
         }
@@ -231,7 +252,11 @@ fn enter(depth: usize) -> Result<usize, Amf0Error> {
 }
 
 /// Reads `key, value` pairs up to and including the `00 00 09` end marker.
-fn decode_properties(buf: &mut &[u8], depth: usize) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
+fn decode_properties(
+    buf: &mut &[u8],
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
     let mut props = Vec::new();
     loop {
         let key_len = read_u16(buf)?;
@@ -240,7 +265,7 @@ fn decode_properties(buf: &mut &[u8], depth: usize) -> Result<Vec<(String, Amf0V
             return Ok(props);
         }
         let key = read_utf8(buf, usize::from(key_len))?;
-        let value = decode_value(buf, depth)?;
+        let value = decode_value(buf, depth, budget)?;
         props.push((key, value));
     }
 }
@@ -569,6 +594,39 @@ mod tests {
                 assert!(decode_all(&FFMPEG_CONNECT[..len]).is_err(), "cut at {len}");
             }
         }
+    }
+
+    #[test]
+    fn null_array_amplification_is_bounded() {
+        // A strict array of 1 MiB nulls: 32 bytes of value per input byte if decoded.
+        let n = 1 << 20;
+        let mut bytes = vec![0x0a];
+        bytes.extend_from_slice(&(n as u32).to_be_bytes());
+        bytes.resize(5 + n, 0x05);
+        assert_eq!(decode_all(&bytes), Err(Amf0Error::TooManyValues));
+        // Many small top-level values share one budget.
+        assert_eq!(
+            decode_all(&vec![0x05; MAX_VALUES + 1]),
+            Err(Amf0Error::TooManyValues)
+        );
+        assert_eq!(
+            decode_all(&vec![0x05; MAX_VALUES]).map(|v| v.len()),
+            Ok(MAX_VALUES)
+        );
+        // Objects of nulls too (3 bytes a property).
+        let mut obj = vec![0x03];
+        for _ in 0..MAX_VALUES {
+            obj.extend_from_slice(&[0, 1, b'k', 0x05]);
+        }
+        obj.extend_from_slice(&[0, 0, 0x09]);
+        assert_eq!(decode_all(&obj), Err(Amf0Error::TooManyValues));
+        // A count just within the budget allocates by what is decoded, not by the count.
+        let mut small = vec![0x0a];
+        small.extend_from_slice(&100u32.to_be_bytes());
+        small.resize(5 + 100, 0x05);
+        assert!(
+            matches!(&decode_all(&small).expect("decode")[0], Amf0Value::StrictArray(v) if v.len() == 100)
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 /// Largest message length the 24-bit length field can carry.
 pub const MAX_MESSAGE_LEN: u32 = 0xFF_FFFF;
+/// Default `DecoderLimits::max_command_size`.
+pub const DEFAULT_MAX_COMMAND_SIZE: u32 = 256 * 1024;
 /// Longest chunk header: 3-byte basic header, 11-byte type-0 header, 4-byte extended timestamp.
 pub const MAX_CHUNK_HEADER_LEN: usize = 18;
 /// Smallest chunk stream id (0 and 1 select the 2- and 3-byte basic header forms).
@@ -47,6 +49,10 @@ pub enum ChunkError {
     UnknownChunkStream(u32),
     #[error("message of {len} bytes exceeds the limit of {max}")]
     MessageTooLarge { len: u32, max: u32 },
+    /// A command, data (metadata) or control message larger than `max_command_size`:
+    /// refused from its header, before any of it is buffered.
+    #[error("message type {type_id} of {len} bytes exceeds the limit of {max}")]
+    CommandTooLarge { type_id: u8, len: u32, max: u32 },
     #[error("too many chunk streams")]
     TooManyChunkStreams,
     #[error("partial messages exceed the buffer limit")]
@@ -60,6 +66,10 @@ pub enum ChunkError {
 pub struct DecoderLimits {
     /// Largest message accepted (default: the 24-bit field maximum, 16 MiB - 1).
     pub max_message_size: u32,
+    /// Largest message of any type but audio, video and aggregate: commands, metadata and
+    /// control messages are decoded into values (AMF0), so they get a much smaller bound
+    /// (default 256 KiB; real ones are a few hundred bytes, `onMetaData` a few KiB).
+    pub max_command_size: u32,
     /// Distinct chunk stream ids a peer may use over the connection (default 64).
     pub max_chunk_streams: usize,
     /// Bytes allocated for partial messages across all chunk streams (default 32 MiB).
@@ -70,6 +80,7 @@ impl Default for DecoderLimits {
     fn default() -> Self {
         DecoderLimits {
             max_message_size: MAX_MESSAGE_LEN,
+            max_command_size: DEFAULT_MAX_COMMAND_SIZE,
             max_chunk_streams: 64,
             max_buffered_bytes: 32 * 1024 * 1024,
         }
@@ -203,6 +214,12 @@ impl ChunkDecoder {
         self.limits
     }
 
+    /// Changes the limits for messages that start from now on (a server widens them once the
+    /// peer has connected). Messages in progress keep what they have buffered.
+    pub fn set_limits(&mut self, limits: DecoderLimits) {
+        self.limits = limits;
+    }
+
     fn plan(&self, buf: &[u8]) -> Result<Option<ChunkPlan>, ChunkError> {
         let Some(&b0) = buf.first() else {
             return Ok(None);
@@ -290,6 +307,13 @@ impl ChunkDecoder {
                 return Err(ChunkError::MessageTooLarge {
                     len: msg_len,
                     max: self.limits.max_message_size,
+                });
+            }
+            if !is_media(type_id) && msg_len > self.limits.max_command_size {
+                return Err(ChunkError::CommandTooLarge {
+                    type_id,
+                    len: msg_len,
+                    max: self.limits.max_command_size,
                 });
             }
             Some(MessageHeader {
@@ -428,6 +452,11 @@ impl ChunkDecoder {
             _ => Ok(()),
         }
     }
+}
+
+/// Audio, video and aggregate (a run of audio/video tags): the only types that may be large.
+fn is_media(type_id: u8) -> bool {
+    matches!(type_id, 8 | 9 | 22)
 }
 
 fn be24(b: &[u8]) -> u32 {

@@ -298,6 +298,42 @@ fn message_above_max_is_rejected() {
 }
 
 #[test]
+fn command_above_its_max_is_rejected_from_the_header() {
+    let limits = DecoderLimits {
+        max_command_size: 1000,
+        ..DecoderLimits::default()
+    };
+    // Commands (20, 17), data (18, 15) and control messages are bounded by the command limit,
+    // from the header alone (nothing of a 16 MiB command is buffered).
+    for type_id in [20u8, 17, 18, 15, 19, 4] {
+        let mut input = encode(128, 3, 0, type_id, 0, &pattern(0xFF_FFFF, 0));
+        input.truncate(12);
+        let mut d = ChunkDecoder::new(limits);
+        assert_eq!(
+            d.decode(&mut input),
+            Err(ChunkError::CommandTooLarge {
+                type_id,
+                len: 0xFF_FFFF,
+                max: 1000
+            })
+        );
+        assert_eq!(d.buffered_bytes(), 0);
+    }
+    // Media is not.
+    for type_id in [8u8, 9, 22] {
+        let mut ok = encode(128, 3, 0, type_id, 1, &pattern(5000, 0));
+        assert_eq!(drain(&mut ChunkDecoder::new(limits), &mut ok).len(), 1);
+    }
+    let mut ok = encode(128, 3, 0, 20, 0, &pattern(1000, 0));
+    assert_eq!(drain(&mut ChunkDecoder::new(limits), &mut ok).len(), 1);
+    // Widened limits apply to the next message.
+    let mut d = ChunkDecoder::new(limits);
+    d.set_limits(DecoderLimits::default());
+    let mut big = encode(128, 3, 0, 20, 0, &pattern(5000, 0));
+    assert_eq!(drain(&mut d, &mut big).len(), 1);
+}
+
+#[test]
 fn too_many_chunk_streams() {
     let limits = DecoderLimits {
         max_chunk_streams: 2,
@@ -398,6 +434,7 @@ fn hostile_input_never_panics_and_stays_bounded() {
     let random: Vec<u8> = (0..100_000).map(|_| rng.next() as u8).collect();
     let small = DecoderLimits {
         max_message_size: 70_000,
+        max_command_size: 20_000,
         max_chunk_streams: 8,
         max_buffered_bytes: 100_000,
     };

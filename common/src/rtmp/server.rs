@@ -15,6 +15,16 @@ use super::command::{
 use super::handshake::{HandshakeError, ServerHandshake};
 use super::message::{AckTracker, ControlMessage, MessageError, UserControl, type_id};
 
+/// Bounds on what a peer may send before its `connect` is accepted: nothing but control
+/// messages and a connect command is useful then, and a 16 MiB "command" from an
+/// unauthenticated peer must not be buffered, let alone decoded.
+pub const PRE_CONNECT_LIMITS: DecoderLimits = DecoderLimits {
+    max_message_size: 64 * 1024,
+    max_command_size: 64 * 1024,
+    max_chunk_streams: 8,
+    max_buffered_bytes: 256 * 1024,
+};
+
 /// The message stream id every NetStream gets: media bytes are shared between players, so
 /// they must all carry the same stream id.
 pub const STREAM_ID: u32 = 1;
@@ -25,6 +35,7 @@ pub struct ServerConfig {
     pub chunk_size: u32,
     /// Window Acknowledgement Size and Set Peer Bandwidth we announce.
     pub window_ack_size: u32,
+    /// Decoder limits once connected (before: the tighter of these and `PRE_CONNECT_LIMITS`).
     pub limits: DecoderLimits,
     /// Seeds the handshake's random bytes.
     pub seed: u64,
@@ -38,6 +49,17 @@ impl Default for ServerConfig {
             limits: DecoderLimits::default(),
             seed: 0x1234_5678,
         }
+    }
+}
+
+/// `limits`, no looser than `PRE_CONNECT_LIMITS`.
+fn pre_connect(limits: DecoderLimits) -> DecoderLimits {
+    let pre = PRE_CONNECT_LIMITS;
+    DecoderLimits {
+        max_message_size: limits.max_message_size.min(pre.max_message_size),
+        max_command_size: limits.max_command_size.min(pre.max_command_size),
+        max_chunk_streams: limits.max_chunk_streams.min(pre.max_chunk_streams),
+        max_buffered_bytes: limits.max_buffered_bytes.min(pre.max_buffered_bytes),
     }
 }
 
@@ -137,7 +159,7 @@ impl ServerSession {
     pub fn new(config: ServerConfig) -> Self {
         Self {
             handshake: ServerHandshake::new(config.seed),
-            decoder: ChunkDecoder::new(config.limits),
+            decoder: ChunkDecoder::new(pre_connect(config.limits)),
             phase: Phase::Handshake,
             input: BytesMut::new(),
             output: BytesMut::new(),
@@ -200,8 +222,23 @@ impl ServerSession {
             if matches!(self.phase, Phase::Handshake | Phase::Connecting) {
                 return Ok(None);
             }
-            let Some(msg) = self.decoder.decode(&mut self.input)? else {
-                return Ok(None);
+            let msg = match self.decoder.decode(&mut self.input) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    if let ChunkError::CommandTooLarge { .. } | ChunkError::MessageTooLarge { .. } =
+                        e
+                    {
+                        // The peer hears why before the connection closes.
+                        let info = status_object(
+                            "error",
+                            "NetConnection.Call.Failed",
+                            &format!("{e}; closing the connection"),
+                        );
+                        self.error(0.0, info);
+                    }
+                    return Err(e.into());
+                }
             };
             if let Some(seq) = self.ack.on_received(self.decoder.bytes_received()) {
                 ControlMessage::Acknowledgement(seq).encode(self.out_chunk_size, &mut self.output);
@@ -277,7 +314,8 @@ impl ServerSession {
                     timestamp,
                     payload,
                 }),
-                type_id::DATA_AMF0 => {
+                // Metadata inside an aggregate gets the bound a data message has.
+                type_id::DATA_AMF0 if size <= self.decoder.limits().max_command_size as usize => {
                     if let Some(payload) = metadata_body(&payload) {
                         self.events
                             .push_back(ServerEvent::Metadata { timestamp, payload });
@@ -452,6 +490,7 @@ impl ServerSession {
             return;
         }
         self.phase = Phase::Connected;
+        self.decoder.set_limits(self.config.limits);
         let cs = self.out_chunk_size;
         ControlMessage::WindowAckSize(self.config.window_ack_size).encode(cs, &mut self.output);
         ControlMessage::SetPeerBandwidth {

@@ -876,3 +876,133 @@ fn amf3_wrapped_commands_and_data_are_read_as_amf0() {
         }]
     );
 }
+
+/// A command message of `len` bytes: a string name then a strict array of nulls.
+fn null_array_command(chunk_size: u32, name: &str, len: usize) -> BytesMut {
+    let mut body = BytesMut::new();
+    amf0::encode(&Amf0Value::string(name), &mut body);
+    let count = len - body.len() - 5;
+    body.put_u8(0x0a);
+    body.put_u32(count as u32);
+    body.resize(len, 0x05);
+    let mut out = BytesMut::new();
+    encode_message(
+        chunk_size,
+        CSID_COMMAND,
+        0,
+        type_id::COMMAND_AMF0,
+        0,
+        &body,
+        &mut out,
+    );
+    out
+}
+
+fn connected_server() -> ServerSession {
+    let mut server = handshaken_server();
+    server
+        .handle_input(&raw_command(&[
+            Amf0Value::string("connect"),
+            Amf0Value::Number(1.0),
+            Amf0Value::object([("app", Amf0Value::string("live"))]),
+        ]))
+        .unwrap();
+    assert!(matches!(
+        server.poll_event().unwrap(),
+        Some(ServerEvent::Connect { .. })
+    ));
+    server.accept_connect();
+    server.take_output();
+    // The client's chunk size, so that big commands take few chunks.
+    let mut out = BytesMut::new();
+    ControlMessage::SetChunkSize(4096).encode(128, &mut out);
+    server.handle_input(&out).unwrap();
+    assert_eq!(server.poll_event().unwrap(), None);
+    server
+}
+
+#[test]
+fn a_huge_command_before_connect_is_refused_from_its_header() {
+    let mut server = handshaken_server();
+    // 16 MiB announced: only the first chunk is sent; the header alone is refused.
+    let mut big = null_array_command(128, "connect", 0xFF_FFFF);
+    big.truncate(200);
+    server.handle_input(&big).unwrap();
+    match server.poll_event() {
+        Err(SessionError::Chunk(
+            super::chunk::ChunkError::CommandTooLarge { len, max, .. }
+            | super::chunk::ChunkError::MessageTooLarge { len, max },
+        )) => {
+            assert_eq!((len, max), (0xFF_FFFF, 64 * 1024));
+        }
+        other => panic!("expected CommandTooLarge, got {other:?}"),
+    }
+    let cmds = commands(&decode_all(&server.take_output().expect("an _error")));
+    assert_eq!(cmds[0].name, "_error");
+    assert_eq!(code(&cmds[0]), Some("NetConnection.Call.Failed"));
+    // Media is no way around it before connect.
+    let mut server = handshaken_server();
+    let mut video = BytesMut::new();
+    encode_message(
+        128,
+        CSID_VIDEO,
+        0,
+        type_id::VIDEO,
+        1,
+        &payload(100_000, 1),
+        &mut video,
+    );
+    video.truncate(200);
+    server.handle_input(&video).unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Err(SessionError::Chunk(
+            super::chunk::ChunkError::MessageTooLarge { .. }
+        ))
+    ));
+}
+
+#[test]
+fn null_array_commands_are_refused_before_and_after_connect() {
+    // Before connect: 60 KiB of nulls fits the size bound but not the value budget.
+    let mut server = handshaken_server();
+    server
+        .handle_input(&null_array_command(128, "connect", 60_000))
+        .unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Err(SessionError::Command(super::command::CommandError::Amf0(
+            amf0::Amf0Error::TooManyValues
+        )))
+    ));
+    // After connect a command may be bigger, but not unbounded.
+    let mut server = connected_server();
+    server
+        .handle_input(&null_array_command(4096, "FCPublish", 200_000))
+        .unwrap();
+    assert!(matches!(server.poll_event(), Err(SessionError::Command(_))));
+    let mut server = connected_server();
+    let mut big = null_array_command(4096, "FCPublish", 300 * 1024);
+    big.truncate(5000);
+    server.handle_input(&big).unwrap();
+    assert!(matches!(
+        server.poll_event(),
+        Err(SessionError::Chunk(
+            super::chunk::ChunkError::CommandTooLarge { .. }
+        ))
+    ));
+    // Large media after connect is still fine (a publisher's keyframes).
+    let mut server = connected_server();
+    let mut video = BytesMut::new();
+    encode_message(
+        4096,
+        CSID_VIDEO,
+        0,
+        type_id::VIDEO,
+        1,
+        &payload(1_000_000, 1),
+        &mut video,
+    );
+    server.handle_input(&video).unwrap();
+    assert_eq!(server.poll_event().unwrap(), None);
+}
