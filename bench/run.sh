@@ -4,29 +4,38 @@
 #
 #   bench/run.sh                 # everything, writes BENCHMARKS.md
 #   QUICK=1 bench/run.sh         # tiny loads and windows: checks the script in ~3 minutes
+#   SCENARIOS=hls bench/run.sh   # HLS only, writes target/bench-hls/BENCHMARKS.md
 #
 # Knobs (environment): WINDOW (s, default 12), WARMUP (s, 4), BITRATE (2m), FANOUT
 # ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000"), REPEAT (3) runs per server of each of
 # REPEAT_FANOUT ("1000 3000"), alternating servers (the headline takes medians),
 # SERVER_CPUS (1), LOADGEN_CPUS (0), BASE (port base, 23000), RESULTS (dir for JSON/logs),
 # OUT (BENCHMARKS.md), SKIP_NGINX=1, PROFILE=0 (skip the perf profile), LIVECDN_REV (the revision to report, default from git),
-# SCENARIOS (default "fanout relay cold many stall workers profile"), REV (benchmark a
+# SCENARIOS (default "fanout relay cold many stall workers hls profile"), REV (benchmark a
 # commit instead of the working tree), QUIET_MAX / UNATTRIBUTED_MAX / RETRIES (shared machine).
+# HLS: HLS_CLIENTS ("200 1000"), HLS_GOP (25: a keyframe every second at 25 fps, both
+# servers), HLS_WINDOW (s, 12), HLS_WARMUP (s, 4), HLS_COLD_STREAMS (20), HLS_MANY_STREAMS (20),
+# HLS_MANY_WARMUP (s, 22: the edge's window of 10 x 2 s segments fills).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 # How this run was started (the knobs that were set), for the report.
 INVOCATION="$(for v in REV QUICK SCENARIOS WINDOW WARMUP BITRATE FPS GOP FANOUT FLV_FANOUT REPEAT REPEAT_FANOUT SERVER_CPUS \
-  LOADGEN_CPUS SKIP_NGINX PROFILE STALL_WINDOW; do [ -n "${!v+x}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bench/run.sh"
+  LOADGEN_CPUS SKIP_NGINX PROFILE STALL_WINDOW HLS_CLIENTS HLS_GOP HLS_WINDOW HLS_WARMUP HLS_COLD_STREAMS \
+  HLS_MANY_STREAMS HLS_MANY_WARMUP; do [ -n "${!v+x}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bench/run.sh"
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   WINDOW=${WINDOW:-3}; WARMUP=${WARMUP:-1}; FANOUT=${FANOUT:-"50 100"}; FLV_FANOUT=${FLV_FANOUT:-"50"}
   STALL_WINDOW=${STALL_WINDOW:-5}; REPEAT=${REPEAT:-2}; REPEAT_FANOUT=${REPEAT_FANOUT-"100"}; MANY_STREAMS=${MANY_STREAMS:-10}; COLD_STREAMS=${COLD_STREAMS:-4}
   RELAY_PLAYERS=${RELAY_PLAYERS:-20}; STALL_PLAYERS=${STALL_PLAYERS:-50}; WORKERS_PLAYERS=${WORKERS_PLAYERS:-100}
   PROFILE_PLAYERS=${PROFILE_PLAYERS:-100}
+  HLS_CLIENTS=${HLS_CLIENTS-"20"}; HLS_WINDOW=${HLS_WINDOW:-5}; HLS_WARMUP=${HLS_WARMUP:-2}
+  HLS_COLD_STREAMS=${HLS_COLD_STREAMS:-3}; HLS_MANY_STREAMS=${HLS_MANY_STREAMS:-3}; HLS_MANY_WARMUP=${HLS_MANY_WARMUP:-3}
   OUT=${OUT:-$ROOT/target/bench-quick/BENCHMARKS.md}
 fi
+# HLS alone does not rewrite BENCHMARKS.md (the other scenarios' tables would be lost).
+[ "${SCENARIOS:-}" = hls ] && OUT=${OUT:-$ROOT/target/bench-hls/BENCHMARKS.md}
 WINDOW=${WINDOW:-12}
 WARMUP=${WARMUP:-4}
 BITRATE=${BITRATE:-2m}
@@ -42,6 +51,13 @@ MANY_STREAMS=${MANY_STREAMS:-200}
 STALL_PLAYERS=${STALL_PLAYERS:-500}
 STALL_WINDOW=${STALL_WINDOW:-60}
 WORKERS_PLAYERS=${WORKERS_PLAYERS:-3000}
+HLS_CLIENTS=${HLS_CLIENTS-"200 1000"}
+HLS_GOP=${HLS_GOP:-25}
+HLS_WINDOW=${HLS_WINDOW:-12}
+HLS_WARMUP=${HLS_WARMUP:-4}
+HLS_COLD_STREAMS=${HLS_COLD_STREAMS:-20}
+HLS_MANY_STREAMS=${HLS_MANY_STREAMS:-20}
+HLS_MANY_WARMUP=${HLS_MANY_WARMUP:-22}
 SERVER_CPUS=${SERVER_CPUS:-1}
 LOADGEN_CPUS=${LOADGEN_CPUS:-0}
 BASE=${BASE:-23000}
@@ -53,7 +69,7 @@ mkdir -p "$RESULTS" "$WORK/logs"
 LOGS=$WORK/logs
 
 # --- prerequisites --------------------------------------------------------------------------
-declare -A pkg_for=([etcd]=etcd-server [nginx]=nginx [protoc]=protobuf-compiler [curl]=curl [taskset]=util-linux)
+declare -A pkg_for=([etcd]=etcd-server [nginx]=nginx [curl]=curl [taskset]=util-linux)
 missing=()
 for tool in "${!pkg_for[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_for[$tool]}")
@@ -93,9 +109,13 @@ fi
 
 # --- process bookkeeping ----------------------------------------------------------------------
 pids=()
+# nginx-rtmp's HLS fragments live on tmpfs (as a production setup would have them).
+HLS_DIR=$(mktemp -d /dev/shm/livecdn-bench-hls.XXXXXX)
+chmod 777 "$HLS_DIR"   # nginx's workers (not root) write there
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -rf "$HLS_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -137,10 +157,12 @@ O_RTMP=$((BASE + 1)); O_HTTP=$((BASE + 81)); E_RTMP=$((BASE + 11)); E_HTTP=$((BA
 ORIGIN_PID=""; EDGE_PID=""
 start_ours() { # [edge cpus] [edge worker threads]
   local edge_cpus=${1:-$SERVER_CPUS} workers=${2:-}
-  local o=(taskset -c "$SERVER_CPUS" "$BIN/origin" --node-id origin-1 --etcd "$ETCD"
-    --rtmp-listen "127.0.0.1:$O_RTMP" --http-listen "127.0.0.1:$O_HTTP")
-  local e=(taskset -c "$edge_cpus" "$BIN/edge" --node-id edge-1 --etcd "$ETCD"
-    --rtmp-listen "127.0.0.1:$E_RTMP" --http-listen "127.0.0.1:$E_HTTP")
+  # Each node's control API on its own port (both default to 127.0.0.1:1985); set through the
+  # environment, which binaries without that listener ignore (REV= of older commits).
+  local o=(env "LIVECDN_API_LISTEN=127.0.0.1:$((BASE + 985))" taskset -c "$SERVER_CPUS" "$BIN/origin"
+    --node-id origin-1 --etcd "$ETCD" --rtmp-listen "127.0.0.1:$O_RTMP" --http-listen "127.0.0.1:$O_HTTP")
+  local e=(env "LIVECDN_API_LISTEN=127.0.0.1:$((BASE + 986))" taskset -c "$edge_cpus" "$BIN/edge"
+    --node-id edge-1 --etcd "$ETCD" --rtmp-listen "127.0.0.1:$E_RTMP" --http-listen "127.0.0.1:$E_HTTP")
   log_cmd "${o[*]}"
   "${o[@]}" >>"$LOGS/origin.log" 2>&1 &
   ORIGIN_PID=$!; pids+=("$ORIGIN_PID")
@@ -216,6 +238,90 @@ stop_nginx() {
   cat "$WORK/nginx-edge/error.log" "$WORK/nginx-origin/error.log" >>"$LOGS/nginx-errors.log" 2>/dev/null || true
 }
 
+# nginx-rtmp's HLS: the origin pushes every stream to the edge (a publish there, which is
+# what nginx-rtmp's HLS packages: a `pull` edge only pulls for RTMP players), the edge cuts
+# 2 s fragments onto tmpfs and its own `http` block serves them with sendfile. One worker,
+# so one process does what the livecdn edge does (ingest, packaging, serving).
+NE_HTTP=$((BASE + 191))
+nginx_hls_conf() { # dir
+  local d=$1
+  mkdir -p "$d/tmp"
+  cat >"$WORK/nginx-origin/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-origin/nginx.pid;
+error_log $WORK/nginx-origin/error.log warn;
+events { worker_connections 20000; }
+rtmp {
+  server {
+    listen 127.0.0.1:$NO_RTMP;
+    application live { live on; push rtmp://127.0.0.1:$NE_RTMP/live; }
+  }
+}
+CONF
+  cat >"$d/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; }
+rtmp {
+  server {
+    listen 127.0.0.1:$NE_RTMP;
+    application live {
+      live on;
+      hls on;
+      hls_path $HLS_DIR;
+      hls_fragment 2s;
+      hls_playlist_length 20s;
+    }
+  }
+}
+http {
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 75s;
+  keepalive_requests 1000000;
+  access_log off;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$NE_HTTP;
+    location /hls/ {
+      alias $HLS_DIR/;
+      add_header Cache-Control no-cache;
+    }
+  }
+}
+CONF
+}
+start_nginx_hls() {
+  mkdir -p "$WORK/nginx-origin" "$WORK/nginx-edge"
+  rm -rf "${HLS_DIR:?}"/*
+  nginx_hls_conf "$WORK/nginx-edge"
+  cp "$WORK/nginx-origin/nginx.conf" "$RESULTS/nginx-hls-origin.conf"
+  cp "$WORK/nginx-edge/nginx.conf" "$RESULTS/nginx-hls-edge.conf"
+  for role in edge origin; do
+    local dir=$WORK/nginx-$role
+    local cmd=(taskset -c "$SERVER_CPUS" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log")
+    log_cmd "${cmd[*]}   # $dir/nginx.conf (HLS)"
+    "${cmd[@]}" >>"$LOGS/nginx-$role.log" 2>&1 &
+    local m=$!; pids+=("$m")
+    if [ $role = origin ]; then NGINX_O_MASTER=$m; else NGINX_E_MASTER=$m; fi
+  done
+  wait_tcp $NO_RTMP; wait_tcp $NE_RTMP; wait_tcp $NE_HTTP
+  NGINX_O=$(worker_of "$NGINX_O_MASTER"); NGINX_E=$(worker_of "$NGINX_E_MASTER")
+  NGINX_PIDS=(--pid "edge=$NGINX_E" --pid "origin=$NGINX_O")
+}
+
 # --- the load generator -----------------------------------------------------------------------------------
 COMMON=(--bitrate "$BITRATE" --fps "$FPS" --gop "$GOP" --warmup "$WARMUP" --duration "$WINDOW")
 lg() { # name [loadgen args...]
@@ -272,6 +378,7 @@ run_on() {
       ours-w*) start_ours "0,1" "${server#ours-w}"; p=("${OURS_PIDS[@]}") ;;
       nginx) start_nginx; p=("${NGINX_PIDS[@]}") ;;
       nginx-chunk*) start_nginx "${server#nginx-chunk}"; p=("${NGINX_PIDS[@]}") ;;
+      nginx-hls) start_nginx_hls; p=("${NGINX_PIDS[@]}") ;;
     esac
     lg "$name" "$@" "${p[@]}"
     if [[ $server == nginx* ]]; then stop_nginx; else stop_ours; fi
@@ -285,7 +392,7 @@ run_on() {
   done
 }
 
-SCENARIOS=${SCENARIOS:-"fanout relay cold many stall workers profile"}
+SCENARIOS=${SCENARIOS:-"fanout relay cold many stall workers hls profile"}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 START=$(date +%s)
@@ -361,6 +468,39 @@ if want workers; then
   done
 fi
 
+# (h) HLS. livecdn: the edge (pulling from the origin) serves plain HLS (MPEG-TS,
+# /live/NAME/ts.m3u8) and LL-HLS (fMP4 parts, blocking reloads, /live/NAME.m3u8); nginx-rtmp:
+# its own HLS (2 s fragments on tmpfs) served by nginx's http with sendfile, plain clients.
+# Both with a keyframe every HLS_GOP frames and 2 s segments.
+if want hls; then
+  # Plain clients reload every 1 s, half the 2 s fragments both servers cut (nginx-rtmp may
+  # announce TARGETDURATION:3 after a first, longer fragment: half of that would slow its
+  # clients down).
+  HLS=(--bitrate "$BITRATE" --fps "$FPS" --gop "$HLS_GOP" --warmup "$HLS_WARMUP" --duration "$HLS_WINDOW"
+    --ramp 500 --lead 3 --hls-poll 1)
+  EH=http://127.0.0.1:$E_HTTP; NH=http://127.0.0.1:$NE_HTTP
+  for n in $HLS_CLIENTS; do
+    run_on ours "hls-ours-ts-$n" "${HLS[@]}" --players "$n" \
+      --publish "rtmp://$O/live/hts$n" --play "$EH/live/hts$n/ts.m3u8"
+    theirs_enabled && run_on nginx-hls "hls-nginx-ts-$n" "${HLS[@]}" --players "$n" --du "hls=$HLS_DIR" \
+      --publish "rtmp://$NO/live/hts$n" --play "$NH/hls/hts$n.m3u8"
+    run_on ours "hls-ours-ll-$n" "${HLS[@]}" --players "$n" \
+      --publish "rtmp://$O/live/hll$n" --play "$EH/live/hll$n.m3u8"
+  done
+  # A cold edge: one client per stream, each stream published to the origin 3 s before.
+  HLS_COLD=(--bitrate "$BITRATE" --fps "$FPS" --gop "$HLS_GOP" --streams "$HLS_COLD_STREAMS"
+    --players "$HLS_COLD_STREAMS" --ramp 4 --lead 3 --warmup 2 --duration 3 --hls-poll 1)
+  run_on ours hls-cold-ours-ll "${HLS_COLD[@]}" --publish "rtmp://$O/live/hcl{n}" --play "$EH/live/hcl{n}.m3u8"
+  run_on ours hls-cold-ours-ts "${HLS_COLD[@]}" --publish "rtmp://$O/live/hct{n}" --play "$EH/live/hct{n}/ts.m3u8"
+  # Memory per stream: HLS_MANY_STREAMS streams, a window's worth of segments each.
+  HLS_MANY=(--bitrate "$BITRATE" --fps "$FPS" --gop "$HLS_GOP" --streams "$HLS_MANY_STREAMS" --ramp 50
+    --lead 3 --warmup "$HLS_MANY_WARMUP" --duration 4 --hls-poll 1)
+  run_on ours hls-many-ours "${HLS_MANY[@]}" --players $((2 * HLS_MANY_STREAMS)) \
+    --publish "rtmp://$O/live/hm{n}" --play "$EH/live/hm{n}.m3u8" --play "$EH/live/hm{n}/ts.m3u8"
+  theirs_enabled && run_on nginx-hls hls-many-nginx "${HLS_MANY[@]}" --players "$HLS_MANY_STREAMS" \
+    --du "hls=$HLS_DIR" --publish "rtmp://$NO/live/hm{n}" --play "$NH/hls/hm{n}.m3u8"
+fi
+
 # (g) where the edge spends its CPU: perf samples (cpu-clock, call graphs) of the edge during a
 # fan-out of PROFILE_PLAYERS RTMP players, then HTTP-FLV players (ours only; not a comparison).
 PROFILE=${PROFILE:-1}
@@ -431,6 +571,9 @@ END=$(date +%s)
   echo "fps=$FPS"
   echo "gop=$GOP"
   echo "stall_window_s=$STALL_WINDOW"
+  echo "hls_gop=$HLS_GOP"
+  echo "hls_window_s=$HLS_WINDOW"
+  echo "hls_warmup_s=$HLS_WARMUP"
   echo "quick=$QUICK"
 } >"$RESULTS/meta.env"
 "$BIN/bench-report" --results "$RESULTS" --out "$OUT" --tried "$ROOT/bench/tried.md"

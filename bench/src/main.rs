@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use bench::hls_player::HlsMode;
 use bench::player::Decoder;
 use bench::run::{Config, run};
 use bench::stream::StreamSpec;
@@ -17,7 +18,17 @@ enum DecoderArg {
     Session,
 }
 
-/// Live-streaming load generator (RTMP publish; RTMP and HTTP-FLV play).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum HlsModeArg {
+    /// LL-HLS (parts, blocking reload) when the playlist offers it, else plain.
+    Auto,
+    /// Whole segments, the playlist reloaded every half target duration.
+    Plain,
+    /// Parts and blocking playlist reloads.
+    Ll,
+}
+
+/// Live-streaming load generator (RTMP publish; RTMP, HTTP-FLV and HLS play).
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
 struct Args {
@@ -25,8 +36,8 @@ struct Args {
     /// Without it the stream must already be published (no latency is measured then).
     #[arg(long)]
     publish: Option<String>,
-    /// Play URL (rtmp://host:port/app/name or http://host:port/app/name.flv), repeatable;
-    /// `{n}` is the stream index. Player i plays stream i % streams from URL
+    /// Play URL (rtmp://host:port/app/name, http://host:port/app/name.flv or an HLS playlist
+    /// http://host:port/.../name.m3u8), repeatable; `{n}` is the stream index. Player i plays stream i % streams from URL
     /// (i / streams) % number of URLs.
     #[arg(long, required = true)]
     play: Vec<String>,
@@ -73,6 +84,16 @@ struct Args {
     silence_timeout: f64,
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
+    /// How HLS players follow a playlist.
+    #[arg(long, value_enum, default_value_t = HlsModeArg::Auto)]
+    hls_mode: HlsModeArg,
+    /// Plain HLS clients reload the playlist this often, seconds (default: half the
+    /// playlist's target duration).
+    #[arg(long)]
+    hls_poll: Option<f64>,
+    /// A directory whose size to report at the end of the window: NAME=PATH, repeatable.
+    #[arg(long = "du")]
+    dirs: Vec<String>,
     /// Name of this run in the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -101,15 +122,17 @@ fn secs(v: f64) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let pids = args
-        .pids
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(n, p)| (n.to_string(), p.to_string()))
-                .with_context(|| format!("--pid {p}: expected NAME=PID"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pairs = |flag: &str, v: &[String]| {
+        v.iter()
+            .map(|p| {
+                p.split_once('=')
+                    .map(|(n, p)| (n.to_string(), p.to_string()))
+                    .with_context(|| format!("--{flag} {p}: expected NAME=VALUE"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let pids = pairs("pid", &args.pids)?;
+    let dirs = pairs("du", &args.dirs)?;
     let cfg = Config {
         label: args.label.clone(),
         argv: std::env::args().collect(),
@@ -135,6 +158,13 @@ fn main() -> anyhow::Result<()> {
         threads: args.threads,
         silence: secs(args.silence_timeout),
         connect_timeout: secs(args.connect_timeout),
+        hls_mode: match args.hls_mode {
+            HlsModeArg::Auto => HlsMode::Auto,
+            HlsModeArg::Plain => HlsMode::Plain,
+            HlsModeArg::Ll => HlsMode::Ll,
+        },
+        hls_poll: args.hls_poll.map(|s| secs(s.max(0.05))),
+        dirs,
     };
     let report = run(cfg)?;
     let json = serde_json::to_string_pretty(&report)?;

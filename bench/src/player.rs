@@ -1,17 +1,19 @@
 //! Players: RTMP (lean: project handshake + commands + [`ChunkScanner`]; or the reference
-//! path through `common::rtmp::ClientSession`) and HTTP-FLV (hand-written HTTP/1.1, chunked
-//! transfer, [`FlvScanner`]). Each keeps its figures in a [`PlayerStats`] of atomics.
+//! path through `common::rtmp::ClientSession`), HTTP-FLV (hand-written HTTP/1.1, chunked
+//! transfer, [`FlvScanner`]) and HLS (`hls_player`). Each keeps its figures in a
+//! [`PlayerStats`] of atomics.
 //!
 //! Cheapness matters (3000 players on one core): lean players read with one syscall per
 //! wake-up into a buffer per worker thread (hot in cache), parse chunk and tag headers only,
 //! and allocate nothing per frame.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ use tokio::time::timeout;
 
 use crate::flv_scan::{Dechunker, FlvScanner, parse_head};
 use crate::hist::Histogram;
+use crate::hls_player::{HlsCounters, HlsMode};
 use crate::rtmp_scan::ChunkScanner;
 use crate::stream::{ns_since_epoch, send_stamp};
 use crate::target::Target;
@@ -57,17 +60,30 @@ pub struct Shared {
     pub decoder: Decoder,
     /// How long a stalled player's socket is drained at the end to see if the server closed it.
     pub drain: Duration,
+    /// How HLS players follow a playlist.
+    pub hls_mode: HlsMode,
+    /// Plain HLS: the playlist reload interval (none: half the target duration).
+    pub hls_poll: Option<Duration>,
+    /// Errors HLS players carried on after (a failed request), by kind.
+    pub hls_errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
-    fn phase(&self) -> u8 {
+    pub(crate) fn phase(&self) -> u8 {
         self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Counts an error a player carried on after.
+    pub(crate) fn soft_error(&self, st: &PlayerStats, kind: &str) {
+        st.hls.errors.fetch_add(1, Ordering::Relaxed);
+        let mut m = self.hls_errors.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(kind.to_string()).or_insert(0) += 1;
     }
 }
 
 impl PlayerStats {
     /// Accounts one read of `n` bytes at `at`.
-    fn received(&self, n: usize, at: Instant) {
+    pub(crate) fn received(&self, n: usize, at: Instant) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.last_rx_ns.store(ns_since_epoch(at), Ordering::Relaxed);
@@ -115,6 +131,11 @@ pub struct PlayerStats {
     pub state: AtomicU8,
     pub error: OnceLock<String>,
     pub stall: OnceLock<StallOutcome>,
+    /// How media arrives in bursts, us: 0 for streaming players, the segment (plain HLS) or
+    /// part (LL-HLS) duration. A gap counts past 1 s plus this, and the frame rate a player
+    /// needs to be ok is taken over the window less this.
+    pub burst_us: AtomicU64,
+    pub hls: HlsCounters,
 }
 
 impl PlayerStats {
@@ -135,6 +156,8 @@ impl PlayerStats {
             state: AtomicU8::new(CONNECTING),
             error: OnceLock::new(),
             stall: OnceLock::new(),
+            burst_us: AtomicU64::new(0),
+            hls: HlsCounters::default(),
         }
     }
 }
@@ -144,11 +167,11 @@ impl PlayerStats {
 pub struct Fail(pub String);
 
 impl Fail {
-    fn new(kind: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: impl Into<String>) -> Self {
         Fail(kind.into())
     }
 
-    fn io(during: &str, e: &std::io::Error) -> Self {
+    pub(crate) fn io(during: &str, e: &std::io::Error) -> Self {
         let kind = match e.kind() {
             ErrorKind::ConnectionRefused => "refused".to_string(),
             ErrorKind::ConnectionReset => "reset".to_string(),
@@ -162,7 +185,7 @@ impl Fail {
 }
 
 /// Per-frame bookkeeping shared by every player kind.
-struct Track<'a> {
+pub(crate) struct Track<'a> {
     st: &'a PlayerStats,
     shared: &'a Shared,
     hist: &'a Histogram,
@@ -171,7 +194,12 @@ struct Track<'a> {
 }
 
 impl<'a> Track<'a> {
-    fn new(st: &'a PlayerStats, shared: &'a Shared, hist: &'a Histogram, start: Instant) -> Self {
+    pub(crate) fn new(
+        st: &'a PlayerStats,
+        shared: &'a Shared,
+        hist: &'a Histogram,
+        start: Instant,
+    ) -> Self {
         Track {
             st,
             shared,
@@ -197,25 +225,30 @@ impl<'a> Track<'a> {
         if !info.coded_frame {
             return;
         }
+        self.video_frame(info.keyframe, send_stamp(head), at);
+    }
+
+    /// A coded video frame received at `at`, with its embedded send instant if any.
+    pub(crate) fn video_frame(&mut self, keyframe: bool, stamp: Option<u64>, at: Instant) {
         let st = self.st;
         st.video.fetch_add(1, Ordering::Relaxed);
         if st.first_key.load(Ordering::Relaxed) == 0 {
             let ttff = (at - self.start).as_micros().max(1) as u64;
             st.ttff_us.store(ttff, Ordering::Relaxed);
             st.first_key
-                .store(if info.keyframe { 1 } else { 2 }, Ordering::Relaxed);
+                .store(if keyframe { 1 } else { 2 }, Ordering::Relaxed);
         }
         let at_ns = ns_since_epoch(at);
         let measuring = self.shared.phase() == MEASURING;
         if measuring {
             if let Some(last) = self.last_video {
                 let gap = (at - last).as_micros() as u64;
-                if gap > 1_000_000 {
+                if gap > 1_000_000 + st.burst_us.load(Ordering::Relaxed) {
                     st.gaps.fetch_add(1, Ordering::Relaxed);
                 }
                 st.max_gap_us.fetch_max(gap, Ordering::Relaxed);
             }
-            if let Some(sent) = send_stamp(head) {
+            if let Some(sent) = stamp {
                 self.hist.record(at_ns.saturating_sub(sent) / 1000);
             }
         }
@@ -237,6 +270,9 @@ pub async fn run_player(shared: &Shared, st: &PlayerStats, hist: &Histogram, tar
             Decoder::Session => rtmp_session(shared, st, hist, *addr, app, name, tc_url).await,
         },
         Target::Http { addr, host, path } => http_flv(shared, st, hist, *addr, host, path).await,
+        Target::Hls { addr, host, path } => {
+            crate::hls_player::run(shared, st, hist, *addr, host, path).await
+        }
     };
     if let Err(f) = result
         && shared.phase() != DONE
@@ -245,14 +281,14 @@ pub async fn run_player(shared: &Shared, st: &PlayerStats, hist: &Histogram, tar
     }
 }
 
-type Sock = tokio::net::TcpStream;
+pub(crate) type Sock = tokio::net::TcpStream;
 
 thread_local! {
     /// One read buffer per worker thread: players copy out what they keep before yielding.
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 128 * 1024]);
 }
 
-async fn connect(shared: &Shared, addr: SocketAddr) -> Result<Sock, Fail> {
+pub(crate) async fn connect(shared: &Shared, addr: SocketAddr) -> Result<Sock, Fail> {
     let sock = timeout(shared.connect_timeout, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| Fail::new("connect_timeout"))?
@@ -261,7 +297,7 @@ async fn connect(shared: &Shared, addr: SocketAddr) -> Result<Sock, Fail> {
     Ok(sock)
 }
 
-async fn write_all(sock: &mut Sock, data: &[u8]) -> Result<(), Fail> {
+pub(crate) async fn write_all(sock: &mut Sock, data: &[u8]) -> Result<(), Fail> {
     sock.write_all(data)
         .await
         .map_err(|e| Fail::io("write", &e))
@@ -273,7 +309,7 @@ async fn write_all(sock: &mut Sock, data: &[u8]) -> Result<(), Fail> {
 /// clears the socket's readiness after a short read, so a wake-up costs one `read` syscall.
 /// Streaming players pass no bound (a timer per read is measurable at 3000 players): the
 /// runner's watchdog fails silent players instead.
-async fn read_once(
+pub(crate) async fn read_once(
     sock: &mut Sock,
     within: Option<Duration>,
     mut f: impl FnMut(&[u8], Instant) -> Result<(), Fail>,

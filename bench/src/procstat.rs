@@ -78,6 +78,28 @@ pub fn ksoftirqd() -> Vec<(String, String)> {
     found
 }
 
+/// (bytes, files) of the regular files under `path` (two levels deep).
+pub fn dir_size(path: &str) -> Option<(u64, u64)> {
+    fn walk(dir: &std::path::Path, depth: u32, acc: &mut (u64, u64)) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_file() {
+                acc.0 += meta.len();
+                acc.1 += 1;
+            } else if meta.is_dir() && depth > 0 {
+                walk(&e.path(), depth - 1, acc);
+            }
+        }
+    }
+    let root = std::path::Path::new(path);
+    if !root.is_dir() {
+        return None;
+    }
+    let mut acc = (0, 0);
+    walk(root, 1, &mut acc);
+    Some(acc)
+}
+
 /// Command name (`comm`).
 pub fn comm(pid: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -100,6 +122,9 @@ mod tests {
         assert!(cpu_seconds("self").is_some_and(|s| s > 0.0));
         assert!(rss_mib("self").is_some_and(|m| m > 0.5));
         assert!(comm("self").is_some());
+        let (bytes, files) = dir_size(env!("CARGO_MANIFEST_DIR")).expect("bench/ exists");
+        assert!(bytes > 1000 && files > 3, "{bytes} {files}");
+        assert_eq!(dir_size("/nonexistent/dir"), None);
         let t = cpu_times();
         assert!(t.len() >= 2, "machine plus at least one cpu");
         assert!(t.iter().all(|(busy, total)| *busy > 0.0 && total >= busy));

@@ -54,6 +54,44 @@ pub struct Report {
     #[serde(default)]
     pub cpu_busy_pct: Vec<f64>,
     pub publishers: PublisherReport,
+    /// HLS players' figures (absent when no player played HLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls: Option<HlsReport>,
+    /// Sizes of the directories given with `--du`, at the end of the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirReport>,
+}
+
+/// What the HLS players did. Rates are over the window, all HLS players together.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HlsReport {
+    pub players: usize,
+    /// Players that followed the playlist with parts and blocking reloads.
+    pub low_latency: usize,
+    /// Players that fetched whole segments.
+    pub plain: usize,
+    pub playlists_per_s: f64,
+    /// Playlist requests with `_HLS_msn` (blocking reloads), per second.
+    pub blocking_reloads_per_s: f64,
+    pub segments_per_s: f64,
+    pub parts_per_s: f64,
+    /// Init segments fetched over the whole run.
+    pub inits: u64,
+    /// Failed requests the players carried on after, whole run, by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Connections reopened after the server closed a keep-alive connection, whole run.
+    pub reconnects: u64,
+    /// Player start to the first playlist with something to play (a segment, or a part).
+    pub first_playlist_ms: Summary,
+}
+
+/// A directory's size (e.g. nginx-rtmp's HLS fragments on tmpfs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DirReport {
+    pub name: String,
+    pub path: String,
+    pub bytes: u64,
+    pub files: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -71,6 +109,11 @@ pub struct RunConfig {
     pub ramp_per_s: f64,
     pub decoder: String,
     pub threads: usize,
+    #[serde(default)]
+    pub hls_mode: String,
+    /// Plain HLS reload interval, seconds (none: half the target duration).
+    #[serde(default)]
+    pub hls_poll_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -96,6 +139,9 @@ pub struct GroupReport {
     pub ttff_ms: Summary,
     pub first_frame_keyframe_share: f64,
     pub gaps_over_1s: u64,
+    /// HLS players: start to the first playable playlist.
+    #[serde(default)]
+    pub first_playlist_ms: Summary,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -185,6 +231,33 @@ impl Report {
         );
         if !self.errors.is_empty() {
             let _ = writeln!(o, "  errors: {:?}", self.errors);
+        }
+        if let Some(h) = &self.hls {
+            let _ = writeln!(
+                o,
+                "  hls: {} players ({} LL-HLS, {} plain); per second: {:.1} playlists ({:.1} blocking), {:.1} segments, {:.1} parts; {} inits, {} reconnects, errors {:?}",
+                h.players,
+                h.low_latency,
+                h.plain,
+                h.playlists_per_s,
+                h.blocking_reloads_per_s,
+                h.segments_per_s,
+                h.parts_per_s,
+                h.inits,
+                h.reconnects,
+                h.errors
+            );
+            summary_row(&mut o, "first playlist", &h.first_playlist_ms, "ms");
+        }
+        for d in &self.dirs {
+            let _ = writeln!(
+                o,
+                "  dir {} [{}]: {:.1} MiB in {} files",
+                d.name,
+                d.path,
+                d.bytes as f64 / 1048576.0,
+                d.files
+            );
         }
         if self.groups.len() > 1 {
             for g in &self.groups {

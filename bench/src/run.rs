@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::hist::{HistSnapshot, Histogram, summarize};
+use crate::hls_player::HlsMode;
 use crate::player::{
     DONE, Decoder, FAILED, MEASURING, PLAYING, PlayerStats, STALLED, Shared, run_player,
 };
 use crate::procstat;
 use crate::publisher::{PubStats, publish};
 use crate::report::{
-    GroupReport, PlayerCounts, ProcReport, PublisherReport, Report, RunConfig, StalledReport,
+    DirReport, GroupReport, HlsReport, PlayerCounts, ProcReport, PublisherReport, Report,
+    RunConfig, StalledReport,
 };
 use crate::stream::{StreamSpec, epoch, ns_since_epoch};
 use crate::target::Target;
@@ -44,6 +46,11 @@ pub struct Config {
     pub threads: Option<usize>,
     pub silence: Duration,
     pub connect_timeout: Duration,
+    pub hls_mode: HlsMode,
+    /// Plain HLS reload interval (none: half the playlist's target duration).
+    pub hls_poll: Option<Duration>,
+    /// Directories whose size is reported at the end of the window: (name, path).
+    pub dirs: Vec<(String, String)>,
 }
 
 struct PidWatch {
@@ -163,6 +170,9 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         connect_timeout: cfg.connect_timeout,
         decoder: cfg.decoder,
         drain: Duration::from_secs(3),
+        hls_mode: cfg.hls_mode,
+        hls_poll: cfg.hls_poll,
+        hls_errors: Default::default(),
     });
     let hists: Arc<Vec<Histogram>> = Arc::new(cfg.play.iter().map(|_| Histogram::new()).collect());
     let mut plan = Vec::new();
@@ -247,17 +257,44 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
             })
             .collect()
     };
+    // HLS requests: playlists, blocking reloads, segments, parts (all players summed).
+    let hls_snap = |stats: &[Arc<PlayerStats>]| -> [u64; 4] {
+        let mut v = [0u64; 4];
+        for s in stats {
+            let h = &s.hls;
+            v[0] += h.playlists.load(Ordering::Relaxed);
+            v[1] += h.blocking.load(Ordering::Relaxed);
+            v[2] += h.segments.load(Ordering::Relaxed);
+            v[3] += h.parts.load(Ordering::Relaxed);
+        }
+        v
+    };
     for w in &mut watches {
         w.cpu_start = procstat::cpu_seconds(&w.pid).unwrap_or(0.0);
     }
     let self_cpu_start = procstat::cpu_seconds("self").unwrap_or(0.0);
     let cpus_start = procstat::cpu_times();
     let before = snap(&stats);
+    let hls_before = hls_snap(&stats);
     let t0 = Instant::now();
     shared.phase.store(MEASURING, Ordering::Relaxed);
     tokio::time::sleep(cfg.duration).await;
     let after = snap(&stats);
+    let hls_after = hls_snap(&stats);
     let t1 = Instant::now();
+    let dirs: Vec<DirReport> = cfg
+        .dirs
+        .iter()
+        .map(|(name, path)| {
+            let (bytes, files) = procstat::dir_size(path).unwrap_or((0, 0));
+            DirReport {
+                name: name.clone(),
+                path: path.clone(),
+                bytes,
+                files,
+            }
+        })
+        .collect();
     let self_cpu_end = procstat::cpu_seconds("self").unwrap_or(0.0);
     let cpus_end = procstat::cpu_times();
     let cpu_end: Vec<f64> = watches
@@ -309,6 +346,8 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
     let mut reads = 0u64;
     let mut groups: Vec<GroupAcc> = cfg.play.iter().map(|_| GroupAcc::default()).collect();
     let mut stalled = Vec::new();
+    let mut hls = HlsReport::default();
+    let mut all_first_playlist = Vec::new();
     for (i, s) in stats.iter().enumerate() {
         let state = s.state.load(Ordering::Relaxed);
         let error = s.error.get().cloned();
@@ -326,6 +365,27 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         counts.started += 1;
         let g = &mut groups[s.group];
         g.players += 1;
+        let soft_errors = s.hls.errors.load(Ordering::Relaxed);
+        match s.hls.mode.load(Ordering::Relaxed) {
+            0 => {}
+            mode => {
+                hls.players += 1;
+                if mode == 2 {
+                    hls.low_latency += 1;
+                } else {
+                    hls.plain += 1;
+                }
+                hls.inits += s.hls.inits.load(Ordering::Relaxed);
+                hls.reconnects += s.hls.reconnects.load(Ordering::Relaxed);
+            }
+        }
+        let first_playlist = s.hls.first_playlist_us.load(Ordering::Relaxed);
+        if first_playlist != 0 {
+            all_first_playlist.push(first_playlist as f64 / 1000.0);
+            g.first_playlist.push(first_playlist as f64 / 1000.0);
+        }
+        // Media that arrives in bursts (HLS segments and parts) gets that much slack.
+        let burst_s = s.burst_us.load(Ordering::Relaxed) as f64 / 1e6;
         if let Some(e) = &error {
             *errors.entry(e.clone()).or_insert(0u64) += 1;
         }
@@ -350,7 +410,10 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         }
         let mut player_gaps = s.gaps.load(Ordering::Relaxed);
         let last = s.last_video_ns.load(Ordering::Relaxed);
-        if first != 0 && state != FAILED && end_ns.saturating_sub(last) > 1_000_000_000 {
+        if first != 0
+            && state != FAILED
+            && end_ns.saturating_sub(last) > 1_000_000_000 + (burst_s * 1e9) as u64
+        {
             // Stuck at the end of the window: a gap that has not closed yet.
             player_gaps += 1;
         }
@@ -369,7 +432,11 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         all_fps.push(fps);
         g.rate.push(rate);
         g.fps.push(fps);
-        if state == PLAYING && fps >= 0.9 * fps_target && player_gaps == 0 {
+        if state == PLAYING
+            && video as f64 >= 0.9 * fps_target * (window - burst_s).max(0.0)
+            && player_gaps == 0
+            && soft_errors == 0
+        {
             counts.ok += 1;
             g.ok += 1;
         }
@@ -393,6 +460,7 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
             ttff_ms: summarize(&mut g.ttff),
             first_frame_keyframe_share: share(g.key_first, g.with_first),
             gaps_over_1s: g.gaps,
+            first_playlist_ms: summarize(&mut g.first_playlist),
         })
         .collect();
     let processes = watches
@@ -434,6 +502,8 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
                 Decoder::Session => "session".into(),
             },
             threads,
+            hls_mode: format!("{:?}", cfg.hls_mode).to_lowercase(),
+            hls_poll_s: cfg.hls_poll.map(|d| d.as_secs_f64()),
         },
         window_s: window,
         players: counts,
@@ -497,6 +567,23 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
                 .sum(),
             errors: pub_errors,
         },
+        hls: (hls.players > 0).then(|| {
+            let rate = |i: usize| hls_after[i].saturating_sub(hls_before[i]) as f64 / window;
+            HlsReport {
+                playlists_per_s: rate(0),
+                blocking_reloads_per_s: rate(1),
+                segments_per_s: rate(2),
+                parts_per_s: rate(3),
+                errors: shared
+                    .hls_errors
+                    .lock()
+                    .map(|m| m.clone())
+                    .unwrap_or_default(),
+                first_playlist_ms: summarize(&mut all_first_playlist),
+                ..hls
+            }
+        }),
+        dirs,
     };
     let known: f64 =
         report.processes.iter().map(|p| p.cpu_pct).sum::<f64>() + report.loadgen.cpu_pct;
@@ -514,4 +601,5 @@ struct GroupAcc {
     key_first: u64,
     with_first: u64,
     gaps: u64,
+    first_playlist: Vec<f64>,
 }

@@ -128,6 +128,22 @@ pub fn send_stamp(prefix: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(raw))
 }
 
+/// The send instant (ns since [`epoch`]) and NAL header byte of a coded video frame made by
+/// [`FrameBuilder`], found in the first bytes of its elementary stream as a muxer carries it:
+/// length-prefixed (fMP4) or Annex B after an AUD and parameter sets (MPEG-TS). `None` if the
+/// magic is not there.
+pub fn find_stamp(es: &[u8]) -> Option<(u64, u8)> {
+    let m = es.windows(MAGIC.len()).position(|w| w == MAGIC)?;
+    let nal = *es.get(m.checked_sub(9)?)?;
+    let raw: [u8; 8] = es.get(m - 8..m)?.try_into().ok()?;
+    Some((u64::from_be_bytes(raw), nal))
+}
+
+/// Whether a NAL header byte is an H.264 IDR slice.
+pub fn is_idr(nal_header: u8) -> bool {
+    nal_header & 0x1f == 5
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +171,12 @@ mod tests {
         let seq = inspect_video(AVC_SEQUENCE_HEADER).expect("seq");
         assert!(seq.sequence_header);
         assert_eq!(send_stamp(AVC_SEQUENCE_HEADER), None);
+        // As muxers carry it: after the 5-byte tag header, or with an AUD in front.
+        assert_eq!(find_stamp(&key[5..]), Some((123_456_789, 0x65)));
+        let mut annex_b = vec![0, 0, 0, 1, 9, 0xf0, 0, 0, 0, 1];
+        annex_b.extend_from_slice(&inter[9..40]);
+        assert_eq!(find_stamp(&annex_b), Some((5, 0x41)));
+        assert!(is_idr(0x65) && !is_idr(0x41));
+        assert_eq!(find_stamp(&key[..20]), None);
     }
 }

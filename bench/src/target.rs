@@ -1,5 +1,6 @@
-//! Publish and play URLs: `rtmp://host[:port]/app/name[?query]` and
-//! `http://host[:port]/path.flv`, with `{n}` replaced by the stream index.
+//! Publish and play URLs: `rtmp://host[:port]/app/name[?query]`,
+//! `http://host[:port]/path.flv` and `http://host[:port]/path.m3u8` (HLS), with `{n}` replaced
+//! by the stream index.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -13,6 +14,12 @@ pub enum Target {
         tc_url: String,
     },
     Http {
+        addr: SocketAddr,
+        host: String,
+        path: String,
+    },
+    /// An HLS media playlist (`.m3u8`).
+    Hls {
         addr: SocketAddr,
         host: String,
         path: String,
@@ -56,6 +63,12 @@ impl Target {
                 name: name.to_string(),
                 tc_url: format!("rtmp://{authority}/{app}"),
             })
+        } else if path.split('?').next().is_some_and(|p| p.ends_with(".m3u8")) {
+            Ok(Target::Hls {
+                addr,
+                host: authority.to_string(),
+                path: format!("/{path}"),
+            })
         } else {
             Ok(Target::Http {
                 addr,
@@ -90,6 +103,15 @@ mod tests {
                 addr: "127.0.0.1:80".parse().unwrap(),
                 host: "127.0.0.1".into(),
                 path: "/live/a.flv".into(),
+            }
+        );
+        let t = Target::parse("http://127.0.0.1:8080/live/s{n}.m3u8?k=1", 3).unwrap();
+        assert_eq!(
+            t,
+            Target::Hls {
+                addr: "127.0.0.1:8080".parse().unwrap(),
+                host: "127.0.0.1:8080".into(),
+                path: "/live/s3.m3u8?k=1".into(),
             }
         );
         assert!(Target::parse("rtmp://127.0.0.1/live", 0).is_err());

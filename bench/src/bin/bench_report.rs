@@ -9,6 +9,9 @@ use anyhow::Context;
 use bench::report::{ProcReport, Report};
 use clap::Parser;
 
+#[path = "bench_report/hls.rs"]
+mod hls;
+
 #[derive(Debug, Parser)]
 #[command(name = "bench-report")]
 struct Args {
@@ -300,6 +303,7 @@ fn render(res: &Results) -> String {
     );
 
     // Headline.
+    let headline_at = o.len();
     let sizes_ours = res.sizes("fanout-ours-rtmp-");
     let sizes_both: Vec<usize> = sizes_ours
         .iter()
@@ -503,6 +507,9 @@ fn render(res: &Results) -> String {
                 );
             }
         }
+    } else if sizes_ours.is_empty() {
+        // A run of other scenarios only (e.g. SCENARIOS=hls): no RTMP headline.
+        o.truncate(headline_at);
     } else {
         let _ = writeln!(o, "(no fan-out run against both servers)\n");
     }
@@ -613,6 +620,8 @@ fn render(res: &Results) -> String {
     );
 
     // (a)
+    let section_at = o.len();
+    let section_has_runs = res.runs.keys().any(|k| k.starts_with("fanout-"));
     let _ = writeln!(o, "## (a) Fan-out: one stream, one edge, N players\n");
     let _ = writeln!(o, "{FANOUT_HEAD}");
     for n in &sizes_ours {
@@ -636,7 +645,13 @@ fn render(res: &Results) -> String {
     }
     let _ = writeln!(o);
 
+    if !section_has_runs {
+        o.truncate(section_at);
+    }
+
     // (b)
+    let section_at = o.len();
+    let section_has_runs = res.runs.keys().any(|k| k.starts_with("relay-"));
     let _ = writeln!(
         o,
         "## (b) Relay-added latency: the same stream on the origin and on the edge\n"
@@ -678,7 +693,15 @@ fn render(res: &Results) -> String {
     }
     let _ = writeln!(o);
 
+    if !section_has_runs {
+        o.truncate(section_at);
+    }
+
     // (c)
+    let section_at = o.len();
+    let section_has_runs = ["cold-ours", "cold-nginx"]
+        .iter()
+        .any(|k| res.get(k).is_some());
     let _ = writeln!(
         o,
         "## (c) Cold start: the first player of a stream on an edge that does not pull it yet\n"
@@ -712,7 +735,15 @@ fn render(res: &Results) -> String {
     }
     let _ = writeln!(o);
 
+    if !section_has_runs {
+        o.truncate(section_at);
+    }
+
     // (d)
+    let section_at = o.len();
+    let section_has_runs = ["many-ours", "many-nginx"]
+        .iter()
+        .any(|k| res.get(k).is_some());
     let _ = writeln!(o, "## (d) Many streams: streams x 5 players on one edge\n");
     let _ = writeln!(
         o,
@@ -749,7 +780,13 @@ fn render(res: &Results) -> String {
     }
     let _ = writeln!(o);
 
+    if !section_has_runs {
+        o.truncate(section_at);
+    }
+
     // (e)
+    let section_at = o.len();
+    let section_has_runs = res.runs.keys().any(|k| k.starts_with("stall-"));
     let _ = writeln!(
         o,
         "## (e) One stalled player among many\n\nThe stalled player plays, then never reads \
@@ -801,7 +838,13 @@ fn render(res: &Results) -> String {
     }
     let _ = writeln!(o);
 
+    if !section_has_runs {
+        o.truncate(section_at);
+    }
+
     // (f)
+    let section_at = o.len();
+    let section_has_runs = res.runs.keys().any(|k| k.starts_with("workers-"));
     let _ = writeln!(
         o,
         "## (f) livecdn edge with 1 vs 2 runtime worker threads\n\n`TOKIO_WORKER_THREADS=1` \
@@ -844,6 +887,10 @@ fn render(res: &Results) -> String {
     }
     let _ = writeln!(o);
 
+    if !section_has_runs {
+        o.truncate(section_at);
+    }
+
     // (g)
     let mut g_title = false;
     for (proto, label) in [("rtmp", "RTMP"), ("flv", "HTTP-FLV")] {
@@ -885,6 +932,9 @@ fn render(res: &Results) -> String {
             let _ = writeln!(o, "Including callees:\n\n```\n{ch}```\n");
         }
     }
+
+    // (h)
+    hls::render(&mut o, res);
 
     // nginx configuration.
     if let (Some(a), Some(b)) = (res.text("nginx-origin.conf"), res.text("nginx-edge.conf")) {
