@@ -185,6 +185,8 @@ pub struct Segmenter {
     samples_since_header: bool,
     /// Decode time of the last sample of the lead track (video, else audio).
     last_lead_dts: Option<u64>,
+    /// The next lead sample ends the node's first segment (see `primed`).
+    split_first: bool,
 }
 
 impl Segmenter {
@@ -205,6 +207,7 @@ impl Segmenter {
             max_part_ms: 0,
             samples_since_header: false,
             last_lead_dts: None,
+            split_first: false,
         }
     }
 
@@ -222,6 +225,19 @@ impl Segmenter {
             self.discontinuity = true;
         }
         self.last_window = None;
+    }
+
+    /// What the stream had cached (its last GOP) has been pushed. If the open segment is the
+    /// first this node cuts, the next lead-track sample ends it (unless that sample starts a
+    /// new window anyway): a first playlist need not wait up to a target duration for the
+    /// window's end. Returns whether it applies (the first segment has samples).
+    pub fn primed(&mut self) -> bool {
+        let first = self
+            .open
+            .as_ref()
+            .is_some_and(|o| !o.samples.is_empty() && self.next_msn.is_none());
+        self.split_first = first;
+        first
     }
 
     /// The stream ended: the open segment is complete.
@@ -258,15 +274,28 @@ impl Segmenter {
             TrackKind::Audio
         };
         let starts_gop = sample.track == lead && sample.keyframe;
-        if starts_gop {
-            let window = dts / u64::from(self.config.target_ms.max(1));
-            if self.last_window != Some(window) {
+        let target = u64::from(self.config.target_ms.max(1));
+        let mut mid_gop = false;
+        if starts_gop && self.last_window != Some(dts / target) {
+            changed |= self.close_segment(Some(dts));
+            self.last_window = Some(dts / target);
+            self.split_first = false;
+        } else if sample.track == lead && std::mem::take(&mut self.split_first) {
+            // The GOP cache is packaged: end the node's first segment here, so that there is
+            // a complete segment at once, numbered one below its window; the rest of that
+            // window (from this sample, mid-GOP) takes the window's own number, and the next
+            // window starts aligned with every other node.
+            if let Some(open) = &mut self.open
+                && open.start_ms / target > 0
+            {
+                open.msn = open.start_ms / target - 1;
+                open.name = format!("{}_{}", open.msn, open.start_ms);
                 changed |= self.close_segment(Some(dts));
-                self.last_window = Some(window);
+                mid_gop = true;
             }
         }
         if self.open.is_none() {
-            if !starts_gop {
+            if !starts_gop && !mid_gop {
                 // A segment starts on a keyframe.
                 return changed;
             }
@@ -277,7 +306,7 @@ impl Segmenter {
                 Some(n) => n,
                 None => window,
             };
-            let name = if first {
+            let name = if first || mid_gop {
                 format!("{msn}_{dts}")
             } else {
                 msn.to_string()

@@ -412,3 +412,33 @@ fn a_publisher_clock_jump_is_a_discontinuity_not_a_week_long_part() {
     assert_eq!(all.iter().filter(|s| s.discontinuity).count(), 1);
     assert_eq!(seg.part_target_ms(), 300);
 }
+
+#[test]
+fn a_primed_first_segment_completes_at_once_and_the_next_window_is_aligned() {
+    let full = cut(0, 12_000, 25, 2000);
+    let mut cold = Segmenter::new(config(2000));
+    // Joins at the keyframe at 3 s; its GOP cache (to 3.5 s) arrives at once.
+    let frames = stream(3000, 12_000, 25);
+    let burst = frames.iter().take_while(|f| f.timestamp_ms < 3500).count();
+    feed(&mut cold, &frames[..burst]);
+    assert!(cold.primed());
+    feed(&mut cold, &frames[burst..burst + 3]);
+    let first = cold
+        .segments()
+        .front()
+        .cloned()
+        .expect("a complete segment at once");
+    assert_eq!((first.msn, first.start_ms), (0, 3000));
+    assert_eq!(first.name, "0_3000");
+    feed(&mut cold, &frames[burst + 3..]);
+    let got = names(&cold);
+    // The rest of window 1 (mid-GOP), then window 2 onwards as every node cuts them.
+    assert_eq!(got[1].0, 1);
+    assert!(got[1].1.starts_with("1_"), "{got:?}");
+    assert!(!cold.segments()[1].parts[0].independent);
+    for s in cold.segments().iter().skip(2) {
+        let t = full.segment(&s.name).expect("aligned with a full node");
+        assert_eq!((t.msn, &t.fmp4), (s.msn, &s.fmp4));
+    }
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+}

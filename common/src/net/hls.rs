@@ -212,13 +212,20 @@ async fn run_packager<N: Node>(ctx: Arc<NetContext<N>>, req: PlayRequest, stream
         sessions += 1;
         let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(64);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Until the cached GOP that starts the subscription has been packaged.
+        let mut priming = sessions == 1;
         let ended = loop {
             tokio::select! {
                 r = sub.recv(&mut frames, 64) => match r {
                     Ok(_) => {
                         let now = wall_ms();
                         let mut seg = lock(&stream.seg);
-                        let changed = frames.drain(..).fold(false, |c, f| seg.push(&f, now) | c);
+                        let mut changed = frames.drain(..).fold(false, |c, f| seg.push(&f, now) | c);
+                        // The queue ran dry: the burst of cached frames is in.
+                        if priming && sub.try_recv(&mut frames, 64) == 0 {
+                            priming = !seg.primed();
+                        }
+                        changed |= frames.drain(..).fold(false, |c, f| seg.push(&f, now) | c);
                         drop(seg);
                         if changed {
                             stream.bump();
