@@ -146,9 +146,7 @@ impl HlsStreams {
             .collect();
         streams.into_iter().map(|(k, s)| (k, s.viewers())).collect()
     }
-}
 
-impl HlsStreams {
     /// Estimated HLS viewers of one stream, if it is packaged here.
     pub fn viewers_of(&self, key: &str) -> Option<usize> {
         let stream = lock(&self.streams).get(key).cloned()?;
@@ -223,7 +221,7 @@ async fn run_packager<N: Node>(ctx: Arc<NetContext<N>>, req: PlayRequest, stream
                         let mut changed = frames.drain(..).fold(false, |c, f| seg.push(&f, now) | c);
                         // The queue ran dry: the burst of cached frames is in.
                         if priming && sub.try_recv(&mut frames, 64) == 0 {
-                            priming = !seg.primed();
+                            priming = !seg.primed() && seg.segments().is_empty();
                         }
                         changed |= frames.drain(..).fold(false, |c, f| seg.push(&f, now) | c);
                         drop(seg);
