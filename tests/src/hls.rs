@@ -199,3 +199,21 @@ pub fn wait_playlist(
     }
     panic!("timed out waiting for {what} at {addr}{path}; last answer:\n{last}");
 }
+
+/// Downloads `uris` (resolved against the playlist path `playlist`) back to back into `file`,
+/// asserting each answers 200; returns the bytes.
+pub fn download(
+    addr: SocketAddr,
+    playlist: &str,
+    uris: &[&str],
+    file: &std::path::Path,
+) -> Vec<u8> {
+    let mut all = Vec::new();
+    for uri in uris {
+        let r = get(addr, &resolve(playlist, uri));
+        assert_eq!(r.status, 200, "GET {uri}: {}", r.text());
+        all.extend_from_slice(&r.body);
+    }
+    std::fs::write(file, &all).expect("write");
+    all
+}

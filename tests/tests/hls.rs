@@ -7,20 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::etcd::Etcd;
-use harness::hls::{Playlist, fetch, get, resolve, wait_playlist};
+use harness::hls::{Playlist, download, fetch, get, resolve, wait_playlist};
 use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, require, wait_for};
-
-/// Downloads `uris` (resolved against `playlist`) back to back into one file.
-fn download(addr: SocketAddr, playlist: &str, uris: &[&str], file: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for uri in uris {
-        let r = get(addr, &resolve(playlist, uri));
-        assert_eq!(r.status, 200, "GET {uri}: {}", r.text());
-        all.extend_from_slice(&r.body);
-    }
-    std::fs::write(file, &all).expect("write");
-    all
-}
 
 /// (codec_type, dts seconds) of every packet ffprobe reads from `file`.
 fn packets(file: &std::path::Path) -> Vec<(String, f64)> {

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::etcd::Etcd;
-use harness::hls::{Playlist, get, resolve, wait_playlist};
+use harness::hls::{Playlist, download, get, resolve, wait_playlist};
 use harness::publish::{Program, Publisher, aac_tags_from_adts, hevc_tags};
 use harness::{require, wait_for};
 
@@ -115,17 +115,6 @@ fn probe_streams(file: &Path) -> Vec<HashMap<String, String>> {
         }
     }
     streams
-}
-
-/// Downloads `uris` (resolved against `playlist`) back to back into `file`.
-fn download(addr: SocketAddr, playlist: &str, uris: &[&str], file: &Path) {
-    let mut all = Vec::new();
-    for uri in uris {
-        let r = get(addr, &resolve(playlist, uri));
-        assert_eq!(r.status, 200, "GET {uri}: {}", r.text());
-        all.extend_from_slice(&r.body);
-    }
-    std::fs::write(file, &all).expect("write");
 }
 
 /// Downloads the init segment (fMP4) and the last two complete segments, checks what ffprobe

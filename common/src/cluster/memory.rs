@@ -203,7 +203,7 @@ impl Registry for MemoryRegistry {
     fn watch(&self, app: &str, name: &str) -> mpsc::Receiver<StreamEvent> {
         let key = stream_key(app, name);
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        let (first, mut sub) = {
+        let (first, sub) = {
             let mut st = self.store.lock();
             let sub = st
                 .watchers
@@ -214,23 +214,7 @@ impl Registry for MemoryRegistry {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if tx.send(first).await.is_err() {
-                return;
-            }
-            loop {
-                let event = tokio::select! {
-                    _ = tx.closed() => return,
-                    r = sub.recv() => match r {
-                        Ok(ev) => ev,
-                        // Missed events: the current state is what the watcher needs.
-                        Err(broadcast::error::RecvError::Lagged(_)) => store.lock().current(&key),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                };
-                if tx.send(event).await.is_err() {
-                    return;
-                }
-            }
+            super::forward_events(tx, Some(first), sub, || store.lock().current(&key)).await;
         });
         rx
     }

@@ -42,6 +42,37 @@ pub enum StreamEvent {
 }
 
 /// The key of a stream, `app/name`.
+/// Forwards a key's broadcast of events to one watcher's queue, `first` first. A watcher that
+/// lagged gets `current()` (the state is what it needs, not the missed steps). Ends when the
+/// watcher or the broadcast is gone; returns the subscription so its owner can clean up.
+pub(crate) async fn forward_events(
+    tx: mpsc::Sender<StreamEvent>,
+    first: Option<StreamEvent>,
+    mut sub: tokio::sync::broadcast::Receiver<StreamEvent>,
+    current: impl Fn() -> StreamEvent,
+) -> tokio::sync::broadcast::Receiver<StreamEvent> {
+    use tokio::sync::broadcast::error::RecvError;
+    if let Some(first) = first
+        && tx.send(first).await.is_err()
+    {
+        return sub;
+    }
+    loop {
+        let event = tokio::select! {
+            _ = tx.closed() => break,
+            r = sub.recv() => match r {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(_)) => current(),
+                Err(RecvError::Closed) => break,
+            },
+        };
+        if tx.send(event).await.is_err() {
+            break;
+        }
+    }
+    sub
+}
+
 pub fn stream_key(app: &str, name: &str) -> String {
     format!("{app}/{name}")
 }

@@ -111,7 +111,7 @@ impl ClusterView {
     pub fn watch(self: &Arc<Self>, app: &str, name: &str) -> mpsc::Receiver<StreamEvent> {
         let key = super::stream_key(app, name);
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        let (first, mut sub) = {
+        let (first, sub) = {
             let mut st = self.lock();
             let sub = st
                 .watchers
@@ -124,26 +124,7 @@ impl ClusterView {
         };
         let view = self.clone();
         tokio::spawn(async move {
-            if let Some(first) = first
-                && tx.send(first).await.is_err()
-            {
-                view.forget(&key, sub);
-                return;
-            }
-            loop {
-                let event = tokio::select! {
-                    _ = tx.closed() => break,
-                    r = sub.recv() => match r {
-                        Ok(ev) => ev,
-                        // Missed events: the current state is what the watcher needs.
-                        Err(broadcast::error::RecvError::Lagged(_)) => view.lock().current(&key),
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                };
-                if tx.send(event).await.is_err() {
-                    break;
-                }
-            }
+            let sub = super::forward_events(tx, first, sub, || view.lock().current(&key)).await;
             view.forget(&key, sub);
         });
         rx
