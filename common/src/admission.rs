@@ -259,19 +259,13 @@ impl Admission {
         q: &Query<'_>,
         now: u64,
     ) -> Result<(), Denial> {
-        let (Some(expires), Some(sign)) = (q.expires, q.sign) else {
-            return Err(Denial::Malformed("expires and sign go together"));
-        };
-        let exp = parse_decimal(expires).ok_or(Denial::Malformed("expires is not Unix seconds"))?;
-        let sign = decode_hex(sign, 32).ok_or(Denial::Malformed("sign is not 64 hex digits"))?;
-        let msg = hmac_message(ask.app, ask.name, expires);
-        let ok = any_key(keys.for_app(ask.app), |k| {
-            ct_eq(&hmac_sha256(k, msg.as_bytes()), &sign)
-        });
-        if !ok {
-            return Err(Denial::Forged);
-        }
-        self.fresh(exp, now)
+        let msg = |expires: &str| hmac_message(ask.app, ask.name, expires);
+        let names = [
+            "expires and sign go together",
+            "expires is not Unix seconds",
+            "sign is not 64 hex digits",
+        ];
+        self.verify_signed(keys.for_app(ask.app), (q.expires, q.sign), msg, names, now)
     }
 
     fn verify_tencent(
@@ -304,17 +298,34 @@ impl Admission {
         q: &Query<'_>,
         now: u64,
     ) -> Result<(), Denial> {
-        let (Some(expires), Some(sign)) = (q.cluster_expires, q.cluster_sign) else {
-            return Err(Denial::Malformed(
-                "cluster_expires and cluster_sign go together",
-            ));
+        let msg = |expires: &str| cluster_message(ask.app, ask.name, expires);
+        let names = [
+            "cluster_expires and cluster_sign go together",
+            "cluster_expires is not Unix seconds",
+            "cluster_sign is not 64 hex digits",
+        ];
+        let keys = std::iter::once(secret.0.as_bytes());
+        self.verify_signed(keys, (q.cluster_expires, q.cluster_sign), msg, names, now)
+    }
+
+    /// The HMAC-SHA256 forms (viewer/publisher and cluster): `sign` = HMAC(key, message of
+    /// `expires`) for one of `keys`, `expires` decimal Unix seconds. `malformed` names what is
+    /// wrong: the pair incomplete, `expires` unreadable, `sign` unreadable.
+    fn verify_signed<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a [u8]>,
+        (expires, sign): (Option<&str>, Option<&str>),
+        message: impl Fn(&str) -> String,
+        malformed: [&'static str; 3],
+        now: u64,
+    ) -> Result<(), Denial> {
+        let (Some(expires), Some(sign)) = (expires, sign) else {
+            return Err(Denial::Malformed(malformed[0]));
         };
-        let exp = parse_decimal(expires)
-            .ok_or(Denial::Malformed("cluster_expires is not Unix seconds"))?;
-        let sign =
-            decode_hex(sign, 32).ok_or(Denial::Malformed("cluster_sign is not 64 hex digits"))?;
-        let msg = cluster_message(ask.app, ask.name, expires);
-        if !ct_eq(&hmac_sha256(secret.0.as_bytes(), msg.as_bytes()), &sign) {
+        let exp = parse_decimal(expires).ok_or(Denial::Malformed(malformed[1]))?;
+        let sign = decode_hex(sign, 32).ok_or(Denial::Malformed(malformed[2]))?;
+        let msg = message(expires);
+        if !any_key(keys, |k| ct_eq(&hmac_sha256(k, msg.as_bytes()), &sign)) {
             return Err(Denial::Forged);
         }
         self.fresh(exp, now)

@@ -312,3 +312,25 @@ pub async fn wait_playable(node: &crate::NodeProc, key: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A blocking socket to `addr` that has completed a real (simple) RTMP handshake, for hostile
+/// clients that then send what they like.
+pub fn handshaken(addr: SocketAddr) -> std::net::TcpStream {
+    use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut hs = ClientHandshake::new(7, HandshakeKind::Simple);
+    s.write_all(&hs.take_output().expect("c0c1")).expect("c0c1");
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !hs.is_complete() {
+        let n = s.read(&mut buf).expect("s0s1s2");
+        assert!(n > 0, "server closed during handshake");
+        got.extend_from_slice(&buf[..n]);
+        let used = hs.feed(&got).expect("handshake");
+        got.drain(..used);
+    }
+    s.write_all(&hs.take_output().expect("c2")).expect("c2");
+    s
+}

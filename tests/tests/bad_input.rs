@@ -2,11 +2,10 @@
 //! concurrent player keeps receiving frames; slow players are dropped to keyframes, then cut.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
-use harness::rtmp::{Watcher, wait_playable};
+use harness::rtmp::{Watcher, handshaken, wait_playable};
 use harness::{FfmpegPublisher, Origin, StreamSpec, wait_for};
 
 async fn origin_with_stream(extra: &[&str], key: &str) -> (Origin, FfmpegPublisher) {
@@ -14,25 +13,6 @@ async fn origin_with_stream(extra: &[&str], key: &str) -> (Origin, FfmpegPublish
     let publisher = FfmpegPublisher::start(&origin.rtmp_url(key), StreamSpec::default());
     wait_playable(&origin, key).await;
     (origin, publisher)
-}
-
-/// Completes a real handshake (simple) on a blocking socket.
-fn handshaken(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut hs = ClientHandshake::new(7, HandshakeKind::Simple);
-    s.write_all(&hs.take_output().expect("c0c1")).expect("c0c1");
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    while !hs.is_complete() {
-        let n = s.read(&mut buf).expect("s0s1s2");
-        assert!(n > 0, "server closed during handshake");
-        got.extend_from_slice(&buf[..n]);
-        let used = hs.feed(&got).expect("handshake");
-        got.drain(..used);
-    }
-    s.write_all(&hs.take_output().expect("c2")).expect("c2");
-    s
 }
 
 /// Blocks until the server closes `s` (EOF or reset); returns how long that took.

@@ -11,33 +11,8 @@ use common::flv::{FlvReader, frame_from_message};
 use common::fmp4;
 use common::hls::{AudioTrack, Sample, TrackKind, Tracks, VideoTrack};
 use common::media::MediaFrame;
-use harness::require;
+use harness::{Scratch, require};
 use serde_json::Value;
-
-/// A scratch directory removed when the test ends.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "livecdn-fmp4-{name}-{}-{}",
-            std::process::id(),
-            harness::free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ffmpeg(args: &[&str]) {
     require("ffmpeg");

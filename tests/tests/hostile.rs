@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::rtmp::chunk::ChunkDecoder;
 use common::rtmp::command::Command;
-use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
 use common::rtmp::message::type_id;
 use common::rtmp::{ClientConfig, ClientEvent, ClientSession};
-use harness::rtmp::{Client, Watcher, wait_playable};
+use harness::rtmp::{Client, Watcher, handshaken, wait_playable};
 use harness::{FfmpegPublisher, Origin, Played, StreamSpec, ffmpeg_play, wait_for};
 
 const MIB: u64 = 1024 * 1024;
@@ -104,25 +103,6 @@ impl Scene {
             played.video_frames
         );
     }
-}
-
-/// Completes a real handshake (simple) on a blocking socket.
-fn handshaken(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut hs = ClientHandshake::new(7, HandshakeKind::Simple);
-    s.write_all(&hs.take_output().expect("c0c1")).expect("c0c1");
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    while !hs.is_complete() {
-        let n = s.read(&mut buf).expect("s0s1s2");
-        assert!(n > 0, "server closed during handshake");
-        got.extend_from_slice(&buf[..n]);
-        let used = hs.feed(&got).expect("handshake");
-        got.drain(..used);
-    }
-    s.write_all(&hs.take_output().expect("c2")).expect("c2");
-    s
 }
 
 /// A type-0 chunk header (1-byte basic header) for csid 2..63.

@@ -2,40 +2,15 @@
 //! Tracks and Samples, are muxed into segments, and ffmpeg/ffprobe must read the segments
 //! (alone and back to back) without errors and decode every frame.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use bytes::{Bytes, BytesMut};
 use common::flv::{FlvReader, VideoCodec};
 use common::hls::{AudioTrack, Sample, TrackKind, Tracks, VideoTrack};
 use common::ts::mux_segment;
-use harness::{free_port, require};
+use harness::{Scratch, require};
 use serde_json::Value;
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "livecdn-ts-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
