@@ -132,6 +132,7 @@ pub async fn serve<N: Node>(
         grpc_address: parts.net_args.http_address(),
         load: None,
         draining: false,
+        ..Default::default()
     };
     tokio::spawn(report_load(
         parts.registry.clone(),

@@ -75,6 +75,7 @@ impl Origin {
             origin_rtmp_address: self.rtmp_address.clone(),
             started_at: common::cluster::now_ms(),
             codecs: Vec::new(),
+            prewarm_regions: Vec::new(),
         }
     }
 }

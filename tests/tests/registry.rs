@@ -46,6 +46,7 @@ fn rec(owner: &str) -> StreamRecord {
         origin_rtmp_address: format!("{owner}:1935"),
         started_at: 1_700_000_000_000,
         codecs: vec!["h264".into(), "aac".into()],
+        ..Default::default()
     }
 }
 

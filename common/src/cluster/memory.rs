@@ -257,6 +257,7 @@ mod tests {
             origin_rtmp_address: format!("{node}:1935"),
             started_at: 1,
             codecs: vec!["h264".into()],
+            ..Default::default()
         }
     }
 
