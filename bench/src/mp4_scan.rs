@@ -399,7 +399,8 @@ mod tests {
             }
             sc.finish();
             // The whole segment, then each of its parts as its own response.
-            for c in s.fmp4.chunks(step) {
+            let whole: Vec<u8> = s.fmp4().flat_map(|b| b.iter().copied()).collect();
+            for c in whole.chunks(step) {
                 sc.feed(c, (), &mut on).unwrap();
             }
             sc.finish();

@@ -61,6 +61,47 @@ pub fn fragment(tracks: &Tracks, sequence: u32, samples: &[Sample]) -> Bytes {
     boxes::write_fragment(video(tracks), audio(tracks), sequence, samples)
 }
 
+/// Points each sample's `data` at its copy in `fragment`'s `mdat`, so samples kept after
+/// muxing (for the MPEG-TS form) share the fragment's memory instead of holding on to the
+/// frames they were cut from. `fragment` must be what [`fragment`] returned for `tracks` and
+/// `samples`; otherwise (the empty result included) samples stop being re-pointed where the
+/// bytes differ, so no sample's content ever changes, except that an AV1 sample loses the
+/// temporal delimiter the fragment left out. Samples of tracks not packaged keep their bytes.
+pub fn share_payloads(tracks: &Tracks, fragment: &Bytes, samples: &mut [Sample]) {
+    let (video, audio) = (video(tracks), audio(tracks));
+    let codec = video.map(|v| v.codec);
+    let packaged = |s: &Sample| match s.track {
+        TrackKind::Video => video.is_some(),
+        TrackKind::Audio => audio.is_some(),
+    };
+    let total = samples.iter().filter(|s| packaged(s)).fold(0usize, |n, s| {
+        n.saturating_add(sample_payload(codec, s).len())
+    });
+    let Some(mut at) = fragment.len().checked_sub(total) else {
+        return;
+    };
+    if at < 8 || fragment.get(at - 4..at) != Some(b"mdat".as_slice()) {
+        return;
+    }
+    // The mdat holds the video run, then the audio run (see `boxes::write_fragment`).
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        for sample in samples
+            .iter_mut()
+            .filter(|s| s.track == kind && packaged(s))
+        {
+            let len = sample_payload(codec, sample).len();
+            let Some(copy) = fragment.get(at..at + len) else {
+                return;
+            };
+            if copy != sample_payload(codec, sample) {
+                return;
+            }
+            sample.data = fragment.slice(at..at + len);
+            at += len;
+        }
+    }
+}
+
 /// The video track if this module packages it.
 fn video(tracks: &Tracks) -> Option<&VideoTrack> {
     tracks.video.as_ref().filter(|v| {

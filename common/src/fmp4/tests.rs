@@ -718,3 +718,27 @@ fn random_records_and_samples_never_panic_and_stay_well_formed() {
         }
     }
 }
+
+// ---------------------------------------------------------------- shared payloads
+
+#[test]
+fn shared_payloads_are_slices_of_the_fragment_with_the_same_bytes() {
+    let tracks = av_tracks();
+    let original = av_samples();
+    let frag = fragment(&tracks, 7, &original);
+    let mut shared = original.clone();
+    share_payloads(&tracks, &frag, &mut shared);
+    let range = frag.as_ptr() as usize..frag.as_ptr() as usize + frag.len();
+    for (a, b) in original.iter().zip(&shared) {
+        assert_eq!(a, b);
+        assert!(range.contains(&(b.data.as_ptr() as usize)));
+    }
+    // A fragment of other samples (or none) leaves them alone.
+    let mut other = original.clone();
+    share_payloads(&tracks, &fragment(&tracks, 7, &original[..3]), &mut other);
+    share_payloads(&tracks, &Bytes::new(), &mut other);
+    for (a, b) in original.iter().zip(&other) {
+        assert_eq!(a, b);
+        assert!(!range.contains(&(b.data.as_ptr() as usize)));
+    }
+}

@@ -1,5 +1,7 @@
 //! The segmenter: cuts a stream's frames into HLS segments and LL-HLS parts and keeps a bounded
-//! window of them, muxed (fMP4 parts at once, MPEG-TS segments on first request). Where
+//! window of them, muxed (fMP4 parts at once, MPEG-TS segments on first request). A segment's
+//! fMP4 bytes exist once, as its parts; the samples kept for the MPEG-TS form are slices of
+//! them, so the frames they were cut from are freed as soon as a part is muxed. Where
 //! segments begin, their numbers and names are a pure function of the stream's timeline, so
 //! every node pulling the same stream cuts the same segments. Must not do I/O or read clocks:
 //! wall time comes in with each frame (it only dates segments).
@@ -7,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::track::{AudioTrack, Sample, TrackKind, Tracks, VideoTrack};
 use crate::media::{FrameKind, MediaFrame};
@@ -22,7 +24,8 @@ pub struct HlsConfig {
     pub part_ms: u32,
     /// Complete segments kept (and listed).
     pub window_segments: usize,
-    /// Bytes of segments and parts kept, per stream.
+    /// Bytes kept per stream: fMP4 parts (which are the fMP4 segments) and MPEG-TS segments
+    /// once muxed. The oldest segments go first when it is exceeded.
     pub window_bytes: usize,
 }
 
@@ -62,11 +65,13 @@ pub struct Segment {
     pub date_ms: u64,
     /// The fMP4 initialization segment this segment needs.
     pub init: Arc<Init>,
-    /// Parts, kept while the segment is recent enough to be listed with them.
+    /// Its parts: back to back, they are the segment as fMP4. Listed in the LL-HLS playlist
+    /// while the segment is recent (see `playlist`), kept as long as the segment.
     pub parts: Vec<Arc<Part>>,
-    /// The segment as fMP4 (its parts back to back).
-    pub fmp4: Bytes,
+    /// The samples, for the MPEG-TS form: slices of the parts' bytes (see `unshared`).
     samples: Vec<Sample>,
+    /// Bytes of samples that are not slices of the parts (tracks fMP4 does not package).
+    unshared: usize,
     ts: OnceLock<Bytes>,
 }
 
@@ -77,10 +82,19 @@ impl Segment {
             .get_or_init(|| crate::ts::mux_segment(&self.init.tracks, &self.samples))
     }
 
+    /// The segment as fMP4: its parts' bytes, in order (shared, not copied).
+    pub fn fmp4(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter().map(|p| &p.data)
+    }
+
+    /// Length of the segment as fMP4.
+    pub fn fmp4_len(&self) -> usize {
+        self.parts.iter().map(|p| p.data.len()).sum()
+    }
+
+    /// Bytes the segment holds: its parts, the MPEG-TS form once muxed, unshared samples.
     fn bytes(&self) -> usize {
-        self.fmp4.len()
-            + self.parts.iter().map(|p| p.data.len()).sum::<usize>()
-            + self.samples.iter().map(|s| s.data.len()).sum::<usize>()
+        self.fmp4_len() + self.ts.get().map_or(0, Bytes::len) + self.unshared
     }
 }
 
@@ -108,6 +122,8 @@ struct Open {
     /// Index in `samples` where the current part begins, and its start time.
     part_first: usize,
     part_start_ms: u64,
+    /// Bytes of muxed samples that are not slices of the parts.
+    unshared: usize,
 }
 
 /// Whether something is (or will soon be) there, for blocking requests.
@@ -178,7 +194,6 @@ pub struct Segmenter {
     discontinuity_sequence: u64,
     /// Wall clock anchor: (timeline ms, wall ms) of the first sample.
     anchor: Option<(u64, u64)>,
-    bytes: usize,
     /// Longest part so far (PART-TARGET may not be below it).
     max_part_ms: u32,
     /// A sample was taken since the last sequence header.
@@ -187,6 +202,8 @@ pub struct Segmenter {
     last_lead_dts: Option<u64>,
     /// The next lead sample ends the node's first segment (see `primed`).
     split_first: bool,
+    /// Bumped whenever what a playlist lists may have changed (see `generation`).
+    generation: u64,
 }
 
 impl Segmenter {
@@ -203,11 +220,11 @@ impl Segmenter {
             discontinuity: false,
             discontinuity_sequence: 0,
             anchor: None,
-            bytes: 0,
             max_part_ms: 0,
             samples_since_header: false,
             last_lead_dts: None,
             split_first: false,
+            generation: 0,
         }
     }
 
@@ -311,6 +328,7 @@ impl Segmenter {
             } else {
                 msn.to_string()
             };
+            self.generation += 1;
             self.open = Some(Open {
                 msn,
                 name,
@@ -322,6 +340,7 @@ impl Segmenter {
                 samples: Vec::new(),
                 part_first: 0,
                 part_start_ms: dts,
+                unshared: 0,
             });
         }
         // A part ends before the lead sample that would take it past the part duration, the
@@ -386,13 +405,20 @@ impl Segmenter {
         let Some(open) = &mut self.open else {
             return false;
         };
-        let samples = &open.samples[open.part_first..];
+        let samples = &mut open.samples[open.part_first..];
         if samples.is_empty() {
             return false;
         }
         let index = open.parts.len() as u64;
         let sequence = (open.msn.wrapping_mul(1000).wrapping_add(index)) as u32;
         let data = crate::fmp4::fragment(&open.init.tracks, sequence, samples);
+        crate::fmp4::share_payloads(&open.init.tracks, &data, samples);
+        open.unshared += samples
+            .iter()
+            .filter(|s| !within(&s.data, &data))
+            .map(|s| s.data.len())
+            .sum::<usize>();
+        self.generation += 1;
         let independent = match open.init.tracks.video {
             Some(_) => samples
                 .iter()
@@ -403,7 +429,6 @@ impl Segmenter {
             .saturating_sub(open.part_start_ms)
             .min(u64::from(u32::MAX)) as u32;
         self.max_part_ms = self.max_part_ms.max(duration_ms);
-        self.bytes += data.len();
         open.parts.push(Arc::new(Part {
             duration_ms,
             independent,
@@ -418,19 +443,19 @@ impl Segmenter {
     /// sample), or, when the stream stops, one typical sample gap after its last sample.
     /// Returns whether one was completed.
     fn close_segment(&mut self, end: Option<u64>) -> bool {
+        if self.open.is_some() {
+            self.generation += 1;
+        }
         let Some(last) = self.open.as_ref().and_then(|o| o.samples.last()) else {
             self.open = None;
             return false;
         };
         let end = end.unwrap_or_else(|| last.dts + self.sample_gap(last.track));
         self.close_part(end);
-        let Some(open) = self.open.take() else {
+        let Some(mut open) = self.open.take() else {
             return false;
         };
-        let mut fmp4 = BytesMut::with_capacity(open.parts.iter().map(|p| p.data.len()).sum());
-        for p in &open.parts {
-            fmp4.extend_from_slice(&p.data);
-        }
+        open.samples.shrink_to_fit();
         let segment = Segment {
             msn: open.msn,
             name: open.name,
@@ -440,12 +465,10 @@ impl Segmenter {
             date_ms: open.date_ms,
             init: open.init,
             parts: open.parts,
-            fmp4: fmp4.freeze(),
             samples: open.samples,
+            unshared: open.unshared,
             ts: OnceLock::new(),
         };
-        // The part bytes were counted as they closed; the rest is new.
-        self.bytes += segment.bytes() - segment.parts.iter().map(|p| p.data.len()).sum::<usize>();
         self.next_msn = Some(segment.msn + 1);
         self.segments.push_back(Arc::new(segment));
         self.trim();
@@ -464,40 +487,16 @@ impl Segmenter {
         }
     }
 
-    /// Keeps the window within its bounds; parts only for the segments recent enough to be
-    /// listed with them (three target durations, RFC 8216bis 6.2.2).
+    /// Keeps the window within its bounds.
     fn trim(&mut self) {
-        let keep_parts = 4;
-        let n = self.segments.len();
-        if n > keep_parts
-            && let Some(seg) = self.segments.get_mut(n - keep_parts - 1)
-            && !seg.parts.is_empty()
-        {
-            let freed: usize = seg.parts.iter().map(|p| p.data.len()).sum();
-            self.bytes -= freed.min(self.bytes);
-            *seg = Arc::new(Segment {
-                msn: seg.msn,
-                name: seg.name.clone(),
-                start_ms: seg.start_ms,
-                duration_ms: seg.duration_ms,
-                discontinuity: seg.discontinuity,
-                date_ms: seg.date_ms,
-                init: seg.init.clone(),
-                parts: Vec::new(),
-                fmp4: seg.fmp4.clone(),
-                samples: seg.samples.clone(),
-                ts: seg.ts.clone(),
-            });
-        }
         while self.segments.len() > 1
             && (self.segments.len() > self.config.window_segments
-                || self.bytes > self.config.window_bytes)
+                || self.bytes() > self.config.window_bytes)
         {
-            if let Some(old) = self.segments.pop_front() {
-                self.bytes -= old.bytes().min(self.bytes);
-                if old.discontinuity {
-                    self.discontinuity_sequence += 1;
-                }
+            if let Some(old) = self.segments.pop_front()
+                && old.discontinuity
+            {
+                self.discontinuity_sequence += 1;
             }
         }
     }
@@ -520,6 +519,13 @@ impl Segmenter {
         })
     }
 
+    /// Changes whenever a rendered playlist may change (a part, a segment, a new open
+    /// segment, the window sliding): a playlist rendered at one generation can be reused until
+    /// the next.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn discontinuity_sequence(&self) -> u64 {
         self.discontinuity_sequence
     }
@@ -534,9 +540,12 @@ impl Segmenter {
         self.init.as_ref()
     }
 
-    /// Bytes held by the window.
+    /// Bytes held by the window: complete segments and the open segment's parts.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        let open = self.open.as_ref().map_or(0, |o| {
+            o.parts.iter().map(|p| p.data.len()).sum::<usize>() + o.unshared
+        });
+        open + self.segments.iter().map(|s| s.bytes()).sum::<usize>()
     }
 
     /// Whether a playlist with segment `msn` complete (`part: None`) or with part `part` of
@@ -591,6 +600,12 @@ pub struct OpenView<'a> {
     pub date_ms: u64,
     pub init: &'a Arc<Init>,
     pub parts: &'a [Arc<Part>],
+}
+
+/// Whether `part` is a slice of `whole`'s memory.
+fn within(part: &Bytes, whole: &Bytes) -> bool {
+    let (p, w) = (part.as_ptr() as usize, whole.as_ptr() as usize);
+    p >= w && p + part.len() <= w + whole.len()
 }
 
 /// FNV-1a: a stable, dependency-free name for an init segment's content.

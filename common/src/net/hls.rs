@@ -72,7 +72,31 @@ pub struct HlsStream {
     last_request: AtomicU64,
     born: Instant,
     viewers: Mutex<HashMap<IpAddr, Instant>>,
+    /// Playlists rendered at the segmenter's current generation.
+    playlists: Mutex<PlaylistCache>,
+    /// `Cache-Control` of blocking playlist responses.
+    blocking_cache: HeaderValue,
 }
+
+/// The playlists of one segmenter generation: a stream's clients ask for the same few (plain
+/// or LL, delta or not, with the same query), so each is rendered once per part, not once per
+/// request.
+#[derive(Default)]
+struct PlaylistCache {
+    generation: u64,
+    entries: Vec<CachedPlaylist>,
+}
+
+struct CachedPlaylist {
+    container: Container,
+    skip: bool,
+    base: String,
+    query: String,
+    text: Bytes,
+}
+
+/// Distinct playlists kept per generation (queries may carry per-viewer tokens).
+const PLAYLIST_CACHE_MAX: usize = 16;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -169,6 +193,14 @@ fn packager<N: Node>(ctx: &Arc<NetContext<N>>, req: &PlayRequest, peer: IpAddr) 
         last_request: AtomicU64::new(0),
         born: Instant::now(),
         viewers: Mutex::new(HashMap::new()),
+        playlists: Mutex::new(PlaylistCache::default()),
+        // RFC 8216bis: a blocking response names one version of the playlist and may be
+        // cached (six target durations).
+        blocking_cache: HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            6 * ctx.hls_options.segmenter.target_ms.div_ceil(1000)
+        ))
+        .unwrap_or(HeaderValue::from_static("no-cache")),
     });
     stream.touch(peer);
     streams.insert(key.clone(), stream.clone());
@@ -401,7 +433,9 @@ pub async fn serve<N: Node>(
         Resource::Segment(name, container) => {
             let seg = lock(&stream.seg).segment(&name);
             match (seg, container) {
-                (Some(s), Container::Fmp4) => media(s.fmp4.clone(), "video/mp4", headers),
+                (Some(s), Container::Fmp4) => {
+                    media_chunks(s.fmp4().cloned().collect(), "video/mp4", headers)
+                }
                 (Some(s), Container::Ts) => media(s.ts().clone(), "video/mp2t", headers),
                 (None, _) => json_error(404, "segment not in the window"),
             }
@@ -465,63 +499,155 @@ async fn playlist(
     if let Err(r) = waited {
         return r;
     }
-    let render = Render {
-        container,
-        skip: q.skip,
-        base,
-        query: &q.rest,
-    };
-    let (text, target_s) = {
+    let text = {
         let seg = lock(&stream.seg);
-        (
-            crate::hls::render(&seg, &render),
-            seg.config().target_ms.div_ceil(1000),
-        )
+        let mut cache = lock(&stream.playlists);
+        if cache.generation != seg.generation() {
+            cache.generation = seg.generation();
+            cache.entries.clear();
+        }
+        let hit = cache.entries.iter().find(|e| {
+            e.container == container && e.skip == q.skip && e.base == base && e.query == q.rest
+        });
+        match hit {
+            Some(e) => Some(e.text.clone()),
+            None => {
+                let render = Render {
+                    container,
+                    skip: q.skip,
+                    base,
+                    query: &q.rest,
+                };
+                let text = crate::hls::render(&seg, &render).map(Bytes::from);
+                if let Some(text) = &text {
+                    if cache.entries.len() >= PLAYLIST_CACHE_MAX {
+                        cache.entries.remove(0);
+                    }
+                    cache.entries.push(CachedPlaylist {
+                        container,
+                        skip: q.skip,
+                        base: base.to_string(),
+                        query: q.rest.clone(),
+                        text: text.clone(),
+                    });
+                }
+                text
+            }
+        }
     };
     let Some(text) = text else {
         return json_error(503, "nothing to play yet");
     };
-    // RFC 8216bis: a blocking response names one version of the playlist and may be cached
-    // (six target durations); the plain URL changes with every part.
+    // The plain URL changes with every part: not cached.
     let cache = if blocking {
-        format!("public, max-age={}", 6 * target_s)
+        stream.blocking_cache.clone()
     } else {
-        "no-cache".to_string()
+        HeaderValue::from_static("no-cache")
     };
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")
-        .header(header::CACHE_CONTROL, cache)
-        .body(Body::from(text))
-        .unwrap_or_else(|_| json_error(500, "response"))
+    let mut resp = Response::new(Body::from(text));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apple.mpegurl"),
+    );
+    h.insert(header::CACHE_CONTROL, cache);
+    resp
 }
 
-/// A segment, part or init segment: immutable, cacheable, `Range` honoured.
+/// A part or init segment: immutable, cacheable, `Range` honoured.
 fn media(data: Bytes, content_type: &'static str, headers: &HeaderMap) -> Response {
+    media_chunks(vec![data], content_type, headers)
+}
+
+/// A segment (its parts back to back), part or init segment: immutable, cacheable, `Range`
+/// honoured. The chunks are sent as they are, not joined (a range of several is joined).
+fn media_chunks(chunks: Vec<Bytes>, content_type: &'static str, headers: &HeaderMap) -> Response {
+    let len: usize = chunks.iter().map(Bytes::len).sum();
     crate::telemetry::count_egress(
         &metrics::counter!(metric::BYTES_SENT, "protocol" => "hls"),
-        data.len() as u64,
+        len as u64,
     );
-    let len = data.len();
-    let builder = Response::builder()
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "public, max-age=3600, immutable")
-        .header(header::ACCEPT_RANGES, "bytes");
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_range(v, len));
-    let resp = match range {
-        Some(Ok((start, end))) => builder
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
-            .body(Body::from(data.slice(start..=end))),
-        Some(Err(())) => builder
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-            .body(Body::empty()),
-        None => builder.body(Body::from(data)),
+    let (status, content_range, body) = match range {
+        Some(Ok((start, end))) => (
+            StatusCode::PARTIAL_CONTENT,
+            Some(format!("bytes {start}-{end}/{len}")),
+            Body::from(joined(chunks).slice(start..=end)),
+        ),
+        Some(Err(())) => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            Some(format!("bytes */{len}")),
+            Body::empty(),
+        ),
+        None if chunks.len() == 1 => (StatusCode::OK, None, Body::from(joined(chunks))),
+        None => (
+            StatusCode::OK,
+            None,
+            Body::new(Chunks {
+                chunks: chunks.into_iter(),
+                left: len as u64,
+            }),
+        ),
     };
-    resp.unwrap_or_else(|_| json_error(500, "response"))
+    // Static header values: no allocation or validation per response.
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600, immutable"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(v) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}
+
+/// The chunks as one buffer: the only one as it is, several copied together.
+fn joined(chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut out = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in &chunks {
+        out.extend_from_slice(c);
+    }
+    out.into()
+}
+
+/// A response body of several shared buffers, of a known length.
+struct Chunks {
+    chunks: std::vec::IntoIter<Bytes>,
+    left: u64,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.next();
+        if let Some(c) = &next {
+            self.left = self.left.saturating_sub(c.len() as u64);
+        }
+        std::task::Poll::Ready(next.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 /// One `bytes=` range (`a-b`, `a-`, `-n`) of a body of `len` bytes: inclusive bounds, or
@@ -554,9 +680,12 @@ fn parse_range(v: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
 }
 
 fn with_cors(mut resp: Response, origin: &str) -> Response {
-    if !origin.is_empty()
-        && let Ok(v) = HeaderValue::from_str(origin)
-    {
+    let value = match origin {
+        "" => None,
+        "*" => Some(HeaderValue::from_static("*")),
+        _ => HeaderValue::from_str(origin).ok(),
+    };
+    if let Some(v) = value {
         resp.headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
@@ -577,6 +706,35 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
         assert_eq!(parse_range("bytes=0-0", 0), None);
+    }
+
+    fn body_of(resp: Response) -> (StatusCode, Vec<u8>) {
+        use http_body_util::BodyExt;
+        let status = resp.status();
+        let body = futures::executor::block_on(resp.into_body().collect())
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    #[test]
+    fn a_segment_of_several_chunks_is_served_whole_and_by_range() {
+        let chunks = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];
+        let resp = media_chunks(chunks.clone(), "video/mp4", &HeaderMap::new());
+        // hyper sends Content-Length from the exact size.
+        assert_eq!(hyper::body::Body::size_hint(resp.body()).exact(), Some(7));
+        assert_eq!(body_of(resp), (StatusCode::OK, b"abcdefg".to_vec()));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=2-4"));
+        let resp = media_chunks(chunks, "video/mp4", &headers);
+        assert_eq!(
+            resp.headers().get(header::CONTENT_RANGE),
+            Some(&HeaderValue::from_static("bytes 2-4/7"))
+        );
+        assert_eq!(
+            body_of(resp),
+            (StatusCode::PARTIAL_CONTENT, b"cde".to_vec())
+        );
     }
 
     #[test]
