@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::flv;
 use crate::media::{FrameKind, MediaFrame};
@@ -66,6 +66,10 @@ pub struct Pull {
     out: Bytes,
     buf: BytesMut,
     read_timeout: Duration,
+    /// When the upstream last sent something: the silence deadline counts from here, not
+    /// from the call to `next`, which a caller's `select!` may drop and restart at any time
+    /// (the ingest's idle tick does, twice a second).
+    last_rx: Instant,
     received: metrics::Counter,
 }
 
@@ -96,6 +100,7 @@ impl Pull {
             out: Bytes::new(),
             buf: BytesMut::with_capacity(64 * 1024),
             read_timeout,
+            last_rx: Instant::now(),
             received: metrics::counter!(metric::BYTES_RECEIVED, "protocol" => "rtmp"),
         })
     }
@@ -148,14 +153,55 @@ impl Pull {
                 continue;
             }
             self.buf.clear();
-            let n = timeout(self.read_timeout, self.sock.read_buf(&mut self.buf))
+            let silent_until = self.last_rx + self.read_timeout;
+            let n = timeout_at(silent_until, self.sock.read_buf(&mut self.buf))
                 .await
                 .map_err(|_| PullError::Timeout(self.read_timeout))??;
             if n == 0 {
                 return Err(PullError::Closed);
             }
+            self.last_rx = Instant::now();
             self.received.increment(n as u64);
             self.session.handle_input(&self.buf)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A black-holed upstream (connected, then silent) times out after `read_timeout` even
+    /// when `next` is dropped and called again every 50 ms, as the ingest's `select!` does.
+    #[tokio::test]
+    async fn a_silent_upstream_times_out_although_next_is_restarted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let silent = tokio::spawn(async move {
+            let held = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(held);
+        });
+        let read_timeout = Duration::from_millis(300);
+        let mut pull = Pull::connect(&addr, "live", "x", Duration::from_secs(2), read_timeout)
+            .await
+            .expect("connect");
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let err = loop {
+            tokio::select! {
+                r = pull.next() => break r.expect_err("a silent upstream is an error"),
+                _ = tick.tick() => {}
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no timeout while next() keeps being restarted"
+            );
+        };
+        assert!(matches!(err, PullError::Timeout(_)), "{err:?}");
+        assert!(start.elapsed() >= read_timeout);
+        silent.abort();
     }
 }
