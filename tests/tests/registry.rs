@@ -479,3 +479,42 @@ async fn cluster_view_keeps_its_state_through_a_partition_and_resyncs() {
     assert_eq!(next_event(&mut w, d).await, StreamEvent::Deleted);
     assert_eq!(view.lookup("live/cam"), None);
 }
+
+/// The view's initial list comes in pages: 5,000 streams of about 1 KiB (5 MiB: past the gRPC
+/// client's 4 MiB message limit for one response) all reach a node that starts after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_lists_many_streams_in_pages() {
+    use prost::Message;
+    let etcd = start_etcd();
+    let mut raw = etcd_client::Client::connect([etcd.endpoint.clone()], None)
+        .await
+        .expect("etcd client");
+    const N: usize = 5000;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|i| {
+                let mut r = rec("o");
+                r.name = format!("s{i:05}");
+                // 5,000 x ~1 KiB: one response would pass the client's 4 MiB limit.
+                r.codecs = vec!["x".repeat(1000)];
+                etcd_client::TxnOp::put(
+                    format!("/livecdn-test/v1/streams/live/s{i:05}"),
+                    r.encode_to_vec(),
+                    None,
+                )
+            })
+            .collect();
+        raw.txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .expect("put streams");
+    }
+    let r = connect(&etcd, TTL).await;
+    let view = r.view();
+    eventually("every stream in the view", Duration::from_secs(20), || {
+        let n = view.streams().len();
+        async move { n == N }
+    })
+    .await;
+    assert!(view.lookup("live/s00000").is_some() && view.lookup("live/s04999").is_some());
+}

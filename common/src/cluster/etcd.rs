@@ -713,22 +713,55 @@ impl Inner {
     }
 }
 
+/// Keys per page of the view's initial list: one response for the whole prefix would pass
+/// the gRPC client's 4 MiB message limit at about 32,000 keys (docs/scaling.md).
+const LIST_PAGE: i64 = 2000;
+
+/// Every key under `prefix` at one revision (pages of `LIST_PAGE`, the later ones pinned to
+/// the first one's revision, so the snapshot is consistent), and that revision.
+async fn list_prefix(inner: &Inner, prefix: &str) -> Result<(Vec<KeyValue>, i64), RegistryError> {
+    let mut end = prefix.as_bytes().to_vec();
+    // The prefix's range end: its last byte + 1 ('/' + 1 = '0').
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let mut c = inner.client.clone();
+    let mut from = prefix.as_bytes().to_vec();
+    let mut rev = 0;
+    let mut kvs = Vec::new();
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(LIST_PAGE);
+        if rev > 0 {
+            opts = opts.with_revision(rev);
+        }
+        let mut resp = inner.call("list", c.get(from.clone(), Some(opts))).await?;
+        if rev == 0 {
+            rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        let more = resp.more();
+        let page = resp.take_kvs();
+        match page.last() {
+            Some(last) if more => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => {
+                kvs.extend(page);
+                return Ok((kvs, rev));
+            }
+        }
+        kvs.extend(page);
+    }
+}
+
 /// Lists the prefix into the view, then follows changes until the watch breaks. Returns
 /// whether the watch had been established.
 async fn view_watch_once(inner: &Inner) -> bool {
     let prefix = format!("{}/", inner.prefix);
-    let listed = inner
-        .measured("list", async {
-            let mut c = inner.client.clone();
-            inner
-                .call(
-                    "list",
-                    c.get(prefix.clone(), Some(GetOptions::new().with_prefix())),
-                )
-                .await
-        })
-        .await;
-    let resp = match listed {
+    let listed = inner.measured("list", list_prefix(inner, &prefix)).await;
+    let (kvs, rev) = match listed {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "cluster view: list failed");
@@ -737,7 +770,7 @@ async fn view_watch_once(inner: &Inner) -> bool {
     };
     let mut nodes = Vec::new();
     let mut streams = Vec::new();
-    for kv in resp.kvs() {
+    for kv in &kvs {
         match inner.view_key(kv.key()) {
             Some(ViewKey::Node(_)) => match NodeRecord::decode(kv.value()) {
                 Ok(n) => nodes.push(n),
@@ -753,7 +786,6 @@ async fn view_watch_once(inner: &Inner) -> bool {
             None => {}
         }
     }
-    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
     let watched = inner
         .measured("watch", inner.open_watch(&prefix, rev + 1, true))
         .await;
