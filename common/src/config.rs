@@ -196,6 +196,126 @@ pub struct CommonArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub locate: LocateArgs,
+}
+
+/// Sending players to the nearest, least-loaded edge, and pre-warming edges. Root-level keys
+/// of the file: `region_map = ["10.1.0.0/16=eu"]`, `region_distance = ["eu:us=100"]`,
+/// `capacity_players = 5000`, `prewarm = ["live=eu,us"]`; `[locate] epsilon = 0.25`.
+#[derive(Args, Debug, Clone)]
+pub struct LocateArgs {
+    /// `CIDR=REGION` (repeatable): where clients of that network are (longest prefix wins).
+    /// A client outside every network is placed in this node's region.
+    #[arg(
+        long = "region-map",
+        env = "LIVECDN_REGION_MAP",
+        value_name = "CIDR=REGION",
+        value_delimiter = ','
+    )]
+    pub region_map: Vec<String>,
+    /// `A:B=N` (repeatable): distance between two regions; the locator falls back to the
+    /// nearest region first. Unlisted pairs are farther than every listed one.
+    #[arg(
+        long = "region-distance",
+        env = "LIVECDN_REGION_DISTANCE",
+        value_name = "A:B=N",
+        value_delimiter = ','
+    )]
+    pub region_distance: Vec<String>,
+    /// Bounded-load slack: an edge takes a stream's new players while its players stay
+    /// under (1 + epsilon) x the mean of its region's edges.
+    #[arg(
+        long = "locate-epsilon",
+        env = "LIVECDN_LOCATE_EPSILON",
+        default_value_t = 0.25
+    )]
+    pub locate_epsilon: f64,
+    /// Alternatives the JSON locate answer lists after the chosen edge.
+    #[arg(
+        long = "locate-alternatives",
+        env = "LIVECDN_LOCATE_ALTERNATIVES",
+        default_value_t = 3
+    )]
+    pub locate_alternatives: usize,
+    /// Proxies (CIDRs, comma-separated) whose `X-Forwarded-For` names the client, and which
+    /// may override the region with `?region=` or `X-Livecdn-Region` (loopback always may).
+    #[arg(
+        long = "locate-trusted-proxies",
+        env = "LIVECDN_LOCATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128",
+        value_parser = check_cidr
+    )]
+    pub locate_trusted_proxies: Vec<String>,
+    /// Players this node takes at most (0: no limit): the locator sends no more.
+    #[arg(
+        long = "capacity-players",
+        env = "LIVECDN_CAPACITY_PLAYERS",
+        default_value_t = 0
+    )]
+    pub capacity_players: u64,
+    /// `APP=REGION[,REGION]` (repeatable; `*` as APP: every app): as soon as a stream of the
+    /// app is published, the edge the locator would choose for it in each region pulls it
+    /// and keeps it while it is published. On an origin, stamped on the stream's record.
+    #[arg(long = "prewarm", env = "LIVECDN_PREWARM", value_name = "APP=REGIONS", value_delimiter = ';', value_parser = parse_prewarm)]
+    pub prewarm: Vec<(String, Vec<String>)>,
+    /// Base URL players reach this node's RTMP at (`rtmp://edge1.example.com:1935`); default
+    /// `rtmp://` + the advertised RTMP address.
+    #[arg(long = "public-rtmp-url", env = "LIVECDN_PUBLIC_RTMP_URL")]
+    pub public_rtmp_url: Option<String>,
+    /// Base URL players reach this node's HTTP at (`https://edge1.example.com`); default
+    /// `http://` + the advertised HTTP address.
+    #[arg(long = "public-http-url", env = "LIVECDN_PUBLIC_HTTP_URL")]
+    pub public_http_url: Option<String>,
+}
+
+/// `APP=REGION[,REGION]`.
+fn parse_prewarm(s: &str) -> Result<(String, Vec<String>), String> {
+    let (app, regions) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected APP=REGION[,REGION]"))?;
+    let regions: Vec<String> = regions
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if app.trim().is_empty() || regions.is_empty() {
+        return Err(format!("`{s}`: expected APP=REGION[,REGION]"));
+    }
+    Ok((app.trim().to_string(), regions))
+}
+
+impl LocateArgs {
+    /// The chooser's settings; an error names the bad option.
+    pub fn locate_config(&self) -> Result<crate::locate::LocateConfig, String> {
+        if !(self.locate_epsilon.is_finite() && self.locate_epsilon >= 0.0) {
+            return Err(format!(
+                "--locate-epsilon {}: must be a number >= 0",
+                self.locate_epsilon
+            ));
+        }
+        Ok(crate::locate::LocateConfig {
+            epsilon: self.locate_epsilon,
+            distances: crate::locate::RegionDistances::parse(&self.region_distance)
+                .map_err(|e| format!("--region-distance: {e}"))?,
+        })
+    }
+
+    /// The regions whose edges pre-warm streams of `app` by this node's rules.
+    pub fn prewarm_regions(&self, app: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (a, regions) in &self.prewarm {
+            if a == app || a == "*" {
+                for r in regions {
+                    if !out.contains(r) {
+                        out.push(r.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Signed play URLs and the cluster credential (publish keys are the origin's own option).

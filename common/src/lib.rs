@@ -8,6 +8,7 @@ pub mod control;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
+pub mod locate;
 pub mod media;
 pub mod net;
 pub mod node;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::cluster::{NodeLoad, NodeRecord, Registry, RegistryError, Role, now_ms};
+use crate::cluster::{NodeLoad, NodeRecord, PublicUrls, Registry, RegistryError, Role, now_ms};
 use crate::config::{NetArgs, NodeArgs};
 use crate::control::Control;
 use crate::media::{CloseReason, Hub};
@@ -47,6 +47,10 @@ pub struct NodeParts<N: Node> {
     pub node_args: NodeArgs,
     pub net_args: NetArgs,
     pub hls: crate::net::hls::HlsOptions,
+    /// Locate answers, pre-warm rules, and what the node's record says about its capacity.
+    pub locate: crate::config::LocateArgs,
+    /// Edge tier (1: pulls from origins); 0 on origins.
+    pub tier: u32,
     /// Bearer token of the control API's changing calls (see `ApiArgs::token`).
     pub api_token: Option<String>,
     /// The API listener's address (for the log).
@@ -106,7 +110,15 @@ pub async fn serve<N: Node>(
     // already reach, and it holds only aggregate series (no stream keys, no addresses).
     let metrics = crate::telemetry::metrics_handle();
     let render = move || std::future::ready(metrics.render());
-    let router = net::http::media_routes(ctx.clone()).route("/metrics", get(render.clone()));
+    let locator = net::locate::Locator::new(
+        parts.registry.view(),
+        &parts.locate,
+        &parts.node_args.region,
+    )
+    .map_err(NodeError::Config)?;
+    let router = net::http::media_routes(ctx.clone())
+        .merge(net::locate::routes(locator))
+        .route("/metrics", get(render.clone()));
     let api_router = crate::control::http::routes(control.clone())
         .merge(crate::control::grpc::routes(control))
         .route("/metrics", get(render))
@@ -132,7 +144,12 @@ pub async fn serve<N: Node>(
         grpc_address: parts.net_args.http_address(),
         load: None,
         draining: false,
-        ..Default::default()
+        capacity_players: parts.locate.capacity_players,
+        tier: parts.tier,
+        public_urls: Some(PublicUrls {
+            rtmp: parts.locate.public_rtmp_url.clone().unwrap_or_default(),
+            http: parts.locate.public_http_url.clone().unwrap_or_default(),
+        }),
     };
     tokio::spawn(report_load(
         parts.registry.clone(),
@@ -245,8 +262,10 @@ async fn report_load<N: Node>(
         // Every HLS packager is one hub subscriber standing for its estimated viewers.
         let hls = ctx.hls.viewers();
         let subscribers: usize = streams.iter().map(|s| s.subscriber_count()).sum();
+        // Pre-warm holds are one hub subscriber each, and no player.
+        let internal = hls.len() + ctx.node.prewarmed().len();
         let players =
-            subscribers.saturating_sub(hls.len()) + hls.iter().map(|(_, n)| n).sum::<usize>();
+            subscribers.saturating_sub(internal) + hls.iter().map(|(_, n)| n).sum::<usize>();
         let published = streams.iter().filter(|s| s.is_publishing()).count();
         let bytes = crate::telemetry::egress_bytes();
         let secs = last_at.elapsed().as_secs_f64().max(0.001);

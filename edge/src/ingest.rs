@@ -42,7 +42,24 @@ pub struct IngestConfig {
     pub backoff_max: Duration,
     /// Signs every pull (`--cluster-secret`), so origins that require play tokens admit it.
     pub cluster_secret: Option<Secret>,
+    /// An edge of tier n > 1 pulls from the tier n-1 edges the locator picks for the stream.
+    pub parents: Option<Parents>,
 }
+
+/// How an edge of tier n > 1 picks its parent for a stream: the locator's bounded-load
+/// hashing among the edges of tier n-1 (nearest region first), so every tier-n edge of a
+/// region picks the same parent while it has room and a stream enters each tier through as few
+/// edges as its audience needs. The origin comes last.
+#[derive(Debug, Clone)]
+pub struct Parents {
+    /// The parents' tier (this edge's tier - 1).
+    pub tier: u32,
+    pub region: String,
+    pub config: common::locate::LocateConfig,
+}
+
+/// Parents tried for one stream, best first, before the origin.
+const MAX_PARENTS: usize = 3;
 
 /// How long an upstream credential is valid: only its connect is checked, so short.
 const CREDENTIAL_TTL_S: u64 = 60;
@@ -160,7 +177,11 @@ struct Run {
     lost_since: Option<Instant>,
     idle_since: Option<Instant>,
     attempt: u32,
+    /// Which upstream of the list to try (static list; parents then origin): moves on at
+    /// every failure.
     static_index: usize,
+    /// The upstream pulled from is a parent edge (not the stream's origin).
+    from_parent: bool,
     /// Already removed from the edge's table (idle, unwatched).
     detached: bool,
 }
@@ -185,6 +206,7 @@ impl Ingest {
             idle_since: None,
             attempt: 0,
             static_index: 0,
+            from_parent: false,
             detached: false,
         };
         async move {
@@ -300,8 +322,11 @@ impl Run {
                 // Wait for an owner while players wait (idle ends the ingest otherwise).
                 let tick = Instant::now() + Duration::from_millis(250);
                 if let Some(rec) = &self.owner {
+                    let list = self.upstream_list(rec);
+                    let i = self.static_index % list.len();
+                    self.from_parent = i + 1 < list.len();
                     return State::Pulling {
-                        addr: rec.origin_rtmp_address.clone(),
+                        addr: list[i].clone(),
                     };
                 }
                 if self.window_over() {
@@ -315,6 +340,32 @@ impl Run {
                 State::Resolving
             }
         }
+    }
+
+    /// Where to pull `rec`'s stream from, in order: the parents (tier > 1), then its origin.
+    fn upstream_list(&self, rec: &StreamRecord) -> Vec<String> {
+        let mut list = Vec::new();
+        if let (Some(parents), Upstreams::Registry(registry)) =
+            (&self.ingest.config.parents, &self.ingest.upstreams)
+        {
+            let nodes = registry.view().nodes_shared();
+            let filter = common::locate::Filter::tier(parents.tier);
+            let key = &self.ingest.key;
+            for c in common::locate::choose_in(
+                filter,
+                &parents.region,
+                key,
+                &nodes,
+                &parents.config,
+                MAX_PARENTS,
+            ) {
+                if let Some(n) = nodes.iter().find(|n| n.node_id == c.node_id) {
+                    list.push(n.rtmp_address.clone());
+                }
+            }
+        }
+        list.push(rec.origin_rtmp_address.clone());
+        list
     }
 
     async fn wait(&mut self, until: Instant, moving: bool) -> State {
@@ -446,7 +497,8 @@ impl Run {
                 ev = Self::next_watch(&mut self.watch) => {
                     self.on_watch(ev);
                     let now = self.owner.as_ref().map(|o| o.origin_node_id.clone());
-                    if now.is_some() && now != pulling_from {
+                    // A parent edge follows the move itself: its children stay connected.
+                    if now.is_some() && now != pulling_from && !self.from_parent {
                         info!(parent: &attempt_span, owner = ?now, "stream moved to another origin");
                         return State::Resolving;
                     }

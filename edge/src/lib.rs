@@ -5,6 +5,7 @@
 
 pub mod gate;
 mod ingest;
+pub mod prewarm;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use gate::{Gate, GateConfig, Shed};
-pub use ingest::{IngestConfig, Upstreams};
+pub use ingest::{IngestConfig, Parents, Upstreams};
 
 /// Every option of the edge: flag, `LIVECDN_*` variable, or key of the `--config` file.
 #[derive(Parser, Debug, Clone)]
@@ -36,6 +37,10 @@ pub use ingest::{IngestConfig, Upstreams};
 pub struct EdgeConfig {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Tier of this edge: 1 pulls from origins; n > 1 pulls each stream from a tier n-1 edge
+    /// the locator picks (the next one, then the origin, if it fails).
+    #[arg(long = "tier", env = "LIVECDN_TIER", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub tier: u32,
     /// Static upstream `rtmp://host:port` (repeatable), tried in order, used instead of etcd.
     #[arg(long = "origin", env = "LIVECDN_ORIGIN", value_delimiter = ',')]
     pub origin: Vec<String>,
@@ -134,6 +139,8 @@ pub struct Edge {
     gate: Arc<Mutex<Gate>>,
     /// The registry's cached view (absent with a static origin list).
     view: Option<Arc<ClusterView>>,
+    /// Streams pulled ahead of any player.
+    prewarmed: prewarm::Prewarmed,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -223,6 +230,10 @@ impl Node for Edge {
 
     fn upstream(&self, key: &str) -> Option<String> {
         self.ingests.upstream(key)
+    }
+
+    fn prewarmed(&self) -> Vec<String> {
+        self.prewarmed.keys()
     }
 
     async fn publish(&self, _req: &PublishRequest) -> Result<Publisher, Refusal> {
@@ -340,6 +351,18 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             cluster_secret: config.common.auth.cluster_secret.clone(),
+            parents: match config.tier {
+                1 => None,
+                tier => Some(Parents {
+                    tier: tier - 1,
+                    region: config.common.node.region.clone(),
+                    config: config
+                        .common
+                        .locate
+                        .locate_config()
+                        .map_err(NodeError::Config)?,
+                }),
+            },
         },
         play_wait: config.common.media.media_play_wait,
         admission: config.common.auth.admission(Vec::new()),
@@ -348,10 +371,24 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             max_ingests: config.edge_max_ingests.max(1),
             max_pending_per_ip: config.edge_max_pending_per_ip.max(1),
         }))),
-        view,
+        view: view.clone(),
+        prewarmed: prewarm::Prewarmed::default(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });
+    if let Some(view) = view {
+        let me = prewarm::Identity {
+            node_id: config.common.node.node_id(),
+            region: config.common.node.region.clone(),
+            rules: config.common.locate.clone(),
+            config: config
+                .common
+                .locate
+                .locate_config()
+                .map_err(NodeError::Config)?,
+        };
+        tokio::spawn(prewarm::run(node.clone(), view, me, shutdown.clone()));
+    }
     let parts = NodeParts {
         role: Role::Edge,
         node,
@@ -363,6 +400,8 @@ pub async fn run(config: EdgeConfig, shutdown: CancellationToken) -> Result<(), 
             .hls
             .options(config.common.media.media_play_wait),
         net_args: config.common.net,
+        locate: config.common.locate.clone(),
+        tier: config.tier,
         api_token,
         api_listen: config.common.api.api_listen,
         load_interval: config.common.cluster.load_interval,

@@ -9,6 +9,7 @@ use common::admission::Admission;
 use common::cluster::{Claim, Registry, Role, StreamRecord};
 use common::config::CommonArgs;
 use common::media::{Hub, HubError, Publisher, Subscriber};
+use common::net::hook::PublishHooks;
 use common::net::{Node, PlayRequest, PublishRequest, Refusal};
 pub use common::node::NodeError;
 use common::node::{NodeParts, bind, serve};
@@ -45,6 +46,27 @@ pub struct OriginConfig {
         value_parser = common::admission::parse_app_key
     )]
     pub publish_key: Vec<common::admission::AppKey>,
+    /// `http://` URL POSTed (nginx-rtmp form: `call=publish&addr=..&app=..&name=..&` and the
+    /// URL's query arguments) on every publish attempt after the key check: a 2xx answer
+    /// allows, anything else, an error or no answer within `--on-publish-timeout` refuses.
+    #[arg(long = "on-publish", env = "LIVECDN_ON_PUBLISH", value_name = "URL", value_parser = common::net::hook::parse_hook_url)]
+    pub on_publish: Option<common::net::hook::HookUrl>,
+    /// `http://` URL told (`call=publish_done`, fire-and-forget) when a publish ends.
+    #[arg(long = "on-unpublish", env = "LIVECDN_ON_UNPUBLISH", value_name = "URL", value_parser = common::net::hook::parse_hook_url)]
+    pub on_unpublish: Option<common::net::hook::HookUrl>,
+    /// `APP=URL` (repeatable; `*` as APP: every app): publish every stream of the app to
+    /// this RTMP(S) destination too, `{name}` in the URL being the stream name
+    /// (`live=rtmp://backup.example.com/live/{name}`). Reconnects with backoff; a slow or
+    /// dead destination never affects the publisher or players.
+    #[arg(long = "forward", env = "LIVECDN_FORWARD", value_name = "APP=URL", value_delimiter = ';', value_parser = common::net::forward::parse_rule)]
+    pub forward: Vec<common::net::forward::ForwardRule>,
+    /// PEM file(s) of the CAs rtmps forward destinations are checked against (default: the
+    /// system bundle /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long = "forward-ca", env = "LIVECDN_FORWARD_CA", value_delimiter = ',')]
+    pub forward_ca: Vec<std::path::PathBuf>,
+    /// Bound of one hook call (connect, request, answer).
+    #[arg(long = "on-publish-timeout", env = "LIVECDN_ON_PUBLISH_TIMEOUT", default_value = "2s", value_parser = common::config::parse_duration)]
+    pub on_publish_timeout: Duration,
 }
 
 /// What a publish of a key owned by another origin does.
@@ -64,6 +86,11 @@ pub struct Origin {
     claim_timeout: Duration,
     play_wait: Duration,
     admission: Admission,
+    hooks: Option<Arc<PublishHooks>>,
+    /// Relays to other servers (`--forward`).
+    forwards: common::net::forward::Forwards,
+    /// `--prewarm` rules, stamped on the records of the streams they name.
+    prewarm: common::config::LocateArgs,
 }
 
 impl Origin {
@@ -75,7 +102,7 @@ impl Origin {
             origin_rtmp_address: self.rtmp_address.clone(),
             started_at: common::cluster::now_ms(),
             codecs: Vec::new(),
-            prewarm_regions: Vec::new(),
+            prewarm_regions: self.prewarm.prewarm_regions(&req.app),
         }
     }
 }
@@ -83,6 +110,14 @@ impl Origin {
 impl Node for Origin {
     fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    fn forwards(&self) -> Vec<common::net::forward::ForwardView> {
+        self.forwards.views()
+    }
+
+    fn publish_hooks(&self) -> Option<&PublishHooks> {
+        self.hooks.as_deref()
     }
 
     async fn publish(&self, req: &PublishRequest) -> Result<Publisher, Refusal> {
@@ -101,7 +136,10 @@ impl Node for Origin {
         )
         .await;
         match claim {
-            Ok(Ok(Claim::Owned)) => Ok(publisher),
+            Ok(Ok(Claim::Owned)) => {
+                self.forwards.start(&self.hub, &req.app, &req.name);
+                Ok(publisher)
+            }
             Ok(Ok(Claim::OwnedBy(other))) => Err(Refusal::busy(format!(
                 "{} is being published on origin {}",
                 req.key(),
@@ -119,16 +157,50 @@ impl Node for Origin {
                 tokio::spawn(async move {
                     retry_claim(registry, hub, key, record, takeover).await;
                 });
+                self.forwards.start(&self.hub, &req.app, &req.name);
                 Ok(publisher)
             }
         }
     }
 
+    async fn set_prewarm(
+        &self,
+        app: &str,
+        name: &str,
+        regions: Vec<String>,
+    ) -> Result<(), Refusal> {
+        let key = format!("{app}/{name}");
+        let mine = self.registry.view().lookup(&key).filter(|r| {
+            r.origin_node_id == self.node_id
+                && self.hub.get(&key).is_some_and(|s| s.is_publishing())
+        });
+        let Some(mut record) = mine else {
+            return Err(Refusal::not_found(format!(
+                "{key} is not published on this origin"
+            )));
+        };
+        record.prewarm_regions = regions;
+        // Our own claim, re-put (bound to our lease); lost to a takeover meanwhile: refused.
+        match tokio::time::timeout(self.claim_timeout, self.registry.claim(record, false)).await {
+            Ok(Ok(Claim::Owned)) => Ok(()),
+            Ok(Ok(Claim::OwnedBy(other))) => Err(Refusal::not_found(format!(
+                "{key} is published on origin {} now",
+                other.origin_node_id
+            ))),
+            Ok(Err(e)) => Err(Refusal::unavailable(e.to_string())),
+            Err(_) => Err(Refusal::unavailable("registry did not answer in time")),
+        }
+    }
+
     fn unpublished(&self, req: &PublishRequest) {
+        if let Some(hooks) = &self.hooks {
+            hooks.unpublished(req);
+        }
         // A publisher that reconnected at once already re-claimed the key: keep it.
         if self.hub.get(&req.key()).is_some_and(|s| s.is_publishing()) {
             return;
         }
+        self.forwards.stop(&req.app, &req.name);
         let registry = self.registry.clone();
         let (app, name) = (req.app.clone(), req.name.clone());
         tokio::spawn(async move {
@@ -201,6 +273,14 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
         claim_timeout: config.common.cluster.etcd_timeout,
         play_wait: config.common.media.media_play_wait,
         admission: config.common.auth.admission(config.publish_key.clone()),
+        prewarm: config.common.locate.clone(),
+        forwards: common::net::forward::Forwards::new(config.forward.clone(), &config.forward_ca)
+            .map_err(NodeError::Config)?,
+        hooks: PublishHooks::new(
+            config.on_publish.clone(),
+            config.on_unpublish.clone(),
+            config.on_publish_timeout,
+        ),
     });
     // A stream taken over by another origin (or not re-claimable after an outage) stops here.
     let mut lost = registry.lost_claims();
@@ -222,6 +302,8 @@ pub async fn run(config: OriginConfig, shutdown: CancellationToken) -> Result<()
             .hls
             .options(config.common.media.media_play_wait),
         net_args: config.common.net,
+        locate: config.common.locate.clone(),
+        tier: 0,
         api_token,
         api_listen: config.common.api.api_listen,
         load_interval: config.common.cluster.load_interval,

@@ -7,7 +7,7 @@ mod view;
 
 pub use etcd::{EtcdConfig, EtcdRegistry};
 pub use memory::{MemoryRegistry, MemoryStore};
-pub use proto::cluster::{NodeLoad, NodeRecord, Role, StreamRecord};
+pub use proto::cluster::{NodeLoad, NodeRecord, PublicUrls, Role, StreamRecord};
 pub use view::ClusterView;
 
 use futures::future::BoxFuture;

@@ -30,6 +30,8 @@ pub struct ClusterView {
 struct ViewState {
     synced: bool,
     nodes: BTreeMap<String, NodeRecord>,
+    /// `nodes` as one shared list, rebuilt on the first read after a change.
+    nodes_shared: Option<Arc<Vec<NodeRecord>>>,
     /// By `app/name`.
     streams: BTreeMap<String, StreamRecord>,
     /// Watchers of one key each.
@@ -96,6 +98,18 @@ impl ClusterView {
         self.lock().nodes.values().cloned().collect()
     }
 
+    /// Every node record as one shared list (what the locator reads per request): no copy
+    /// unless a record changed since the last read.
+    pub fn nodes_shared(&self) -> Arc<Vec<NodeRecord>> {
+        let mut st = self.lock();
+        if let Some(list) = &st.nodes_shared {
+            return list.clone();
+        }
+        let list = Arc::new(st.nodes.values().cloned().collect::<Vec<_>>());
+        st.nodes_shared = Some(list.clone());
+        list
+    }
+
     /// Keys watched now (for tests and metrics).
     pub fn watched_keys(&self) -> usize {
         self.lock().watchers.len()
@@ -154,6 +168,7 @@ impl ClusterView {
             let old = std::mem::take(&mut st.streams);
             st.streams = streams.into_iter().collect();
             st.nodes = nodes.into_iter().map(|n| (n.node_id.clone(), n)).collect();
+            st.nodes_shared = None;
             st.synced = true;
             let keys: Vec<String> = st.watchers.keys().cloned().collect();
             for key in keys {
@@ -192,11 +207,16 @@ impl ClusterView {
     }
 
     pub fn put_node(&self, node: NodeRecord) {
-        self.lock().nodes.insert(node.node_id.clone(), node);
+        let mut st = self.lock();
+        st.nodes.insert(node.node_id.clone(), node);
+        st.nodes_shared = None;
     }
 
     pub fn delete_node(&self, node_id: &str) {
-        self.lock().nodes.remove(node_id);
+        let mut st = self.lock();
+        if st.nodes.remove(node_id).is_some() {
+            st.nodes_shared = None;
+        }
     }
 }
 

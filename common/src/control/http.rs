@@ -21,6 +21,8 @@ pub fn routes<N: Node>(control: Arc<Control<N>>) -> Router {
     Router::new()
         .route("/api/v1/streams", get(streams::<N>))
         .route("/api/v1/streams/{app}/{name}", get(stream::<N>))
+        .route("/api/v1/streams/{app}/{name}/prewarm", post(prewarm::<N>))
+        .route("/api/v1/forwards", get(forwards::<N>))
         .route("/api/v1/clients", get(clients::<N>))
         .route("/api/v1/clients/{id}", axum::routing::delete(kick::<N>))
         .route("/api/v1/cluster/nodes", get(cluster_nodes::<N>))
@@ -55,6 +57,43 @@ async fn undrain<N: Node>(State(c): State<Arc<Control<N>>>, headers: HeaderMap) 
     }
     c.undrain();
     Json(serde_json::json!({ "draining": false })).into_response()
+}
+
+#[derive(Deserialize)]
+struct PrewarmQuery {
+    /// Comma-separated regions; empty: the stream is cold again.
+    #[serde(default)]
+    regions: String,
+}
+
+/// Marks a stream published on this origin hot in some regions (pre-warm).
+async fn prewarm<N: Node>(
+    State(c): State<Arc<Control<N>>>,
+    headers: HeaderMap,
+    Path((app, name)): Path<(String, String)>,
+    Query(q): Query<PrewarmQuery>,
+) -> Response {
+    if let Some(r) = refuse_change(&c, &headers) {
+        return r;
+    }
+    let regions: Vec<String> = q
+        .regions
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if regions.len() > 64 || regions.iter().any(|r| r.len() > 64) {
+        return json_error(400, "at most 64 regions of at most 64 bytes");
+    }
+    match c.net.node.set_prewarm(&app, &name, regions.clone()).await {
+        Ok(()) => Json(serde_json::json!({ "app": app, "name": name, "prewarm_regions": regions }))
+            .into_response(),
+        Err(r) => json_error(r.http_status, &r.description),
+    }
+}
+
+async fn forwards<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
+    Json(serde_json::json!({ "forwards": c.net.node.forwards() })).into_response()
 }
 
 async fn streams<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
@@ -109,6 +148,12 @@ async fn cluster_nodes<N: Node>(State(c): State<Arc<Control<N>>>) -> Response {
                         "http_address": n.http_address,
                         "grpc_address": n.grpc_address,
                         "draining": n.draining,
+                        "tier": n.tier,
+                        "capacity_players": n.capacity_players,
+                        "public_urls": {
+                            "rtmp": crate::locate::public_rtmp(n),
+                            "http": crate::locate::public_http(n),
+                        },
                         "load": {
                             "players": load.players,
                             "streams": load.streams,
@@ -146,6 +191,7 @@ async fn cluster_streams<N: Node>(State(c): State<Arc<Control<N>>>) -> Response 
                         "origin_rtmp_address": s.origin_rtmp_address,
                         "started_at": s.started_at,
                         "codecs": s.codecs,
+                        "prewarm_regions": s.prewarm_regions,
                     })
                 })
                 .collect();

@@ -71,6 +71,8 @@ pub struct StreamView {
     pub publisher: Option<PublisherView>,
     /// The origin an edge pulls this stream from.
     pub upstream: Option<String>,
+    /// Pulled ahead of any player (pre-warm) by this edge.
+    pub prewarmed: bool,
     pub video: Option<VideoView>,
     pub audio: Option<AudioView>,
     pub bitrate_in_bps: u64,
@@ -270,6 +272,7 @@ impl<N: Node> Control<N> {
         let (bitrate_in_bps, bitrate_out_bps) = self.bitrates(&snap.key);
         StreamView {
             upstream: self.net.node.upstream(&snap.key),
+            prewarmed: self.net.node.prewarmed().contains(&snap.key),
             app,
             name,
             publishing: snap.publishing,

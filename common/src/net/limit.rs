@@ -51,6 +51,11 @@ impl Cidr {
         Ok(Self { addr, prefix })
     }
 
+    /// Bits of the prefix (32 or 128 for one address); longest-prefix matching ranks by it.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
             if prefix == 0 {

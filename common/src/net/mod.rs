@@ -2,10 +2,13 @@
 //! client and the HTTP routes. What a node does with a publish or a play is behind `Node`.
 
 pub mod clients;
+pub mod forward;
 pub mod hls;
+pub mod hook;
 pub mod http;
 pub mod io;
 pub mod limit;
+pub mod locate;
 pub mod pull;
 pub mod rtmp;
 pub mod tls;
@@ -28,6 +31,8 @@ pub struct PublishRequest {
     /// Query string of the stream name (and of the app), kept for authentication.
     pub query: String,
     pub peer: String,
+    /// The connection's id (the API's client id; `clientid` of the publish hooks).
+    pub conn_id: u64,
 }
 
 impl PublishRequest {
@@ -158,9 +163,35 @@ pub trait Node: Send + Sync + 'static {
     fn admission(&self) -> &Admission {
         &crate::admission::OPEN
     }
+    /// The publish hooks (`on_publish`, `on_unpublish`) of this node, if any: admission asks
+    /// `on_publish` after the key check.
+    fn publish_hooks(&self) -> Option<&hook::PublishHooks> {
+        None
+    }
     /// The upstream this node pulls `app/name` from (edges), for the APIs.
     fn upstream(&self, _key: &str) -> Option<String> {
         None
+    }
+    /// Streams this node pulls ahead of any player (pre-warm), each held by one internal
+    /// subscriber that is not a player.
+    fn prewarmed(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Relays of published streams to other servers (origins' `--forward`), for the APIs.
+    fn forwards(&self) -> Vec<forward::ForwardView> {
+        Vec::new()
+    }
+    /// Marks `app/name`, published here, hot in `regions` (an empty list: cold again): the
+    /// stream's record says so, and the chosen edge of each region pulls it (origins only).
+    fn set_prewarm(
+        &self,
+        _app: &str,
+        _name: &str,
+        _regions: Vec<String>,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send {
+        std::future::ready(Err(Refusal::not_found(
+            "only the origin that publishes a stream marks it hot",
+        )))
     }
 }
 
@@ -259,8 +290,9 @@ impl<N: Node> NetContext<N> {
         metrics::gauge!(crate::telemetry::metric::DRAINING).set(if on { 1.0 } else { 0.0 });
     }
 
-    /// The admission check of a publish, before `Node::publish`.
-    pub fn admit_publish(&self, req: &PublishRequest) -> Result<(), Refusal> {
+    /// The admission check of a publish, before `Node::publish`: names, then the keys, then
+    /// (if configured) the `on_publish` hook; all must allow.
+    pub async fn admit_publish(&self, req: &PublishRequest) -> Result<(), Refusal> {
         self.admit(
             Action::Publish,
             "rtmp",
@@ -268,7 +300,11 @@ impl<N: Node> NetContext<N> {
             &req.name,
             &req.query,
             &req.peer,
-        )
+        )?;
+        match self.node.publish_hooks() {
+            Some(hooks) => hooks.admit(req).await,
+            None => Ok(()),
+        }
     }
 
     /// The admission check of a play request (RTMP, HTTP-FLV, every HLS request, the player

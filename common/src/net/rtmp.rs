@@ -271,6 +271,7 @@ async fn negotiate<N: Node, T: Transport>(
                         name: name.clone(),
                         query: join_query(&app_query, &query),
                         peer: peer.to_string(),
+                        conn_id,
                     };
                     return start_publish(conn, ctx, conn_id, req, stream_id).await;
                 }
@@ -311,7 +312,7 @@ async fn start_publish<N: Node, T: Transport>(
 ) -> Result<(), ConnError> {
     // Admission before anything else, the claim of the key included: an unauthenticated
     // publisher never takes a stream over.
-    let accepted = if let Err(r) = ctx.admit_publish(&req) {
+    let accepted = if let Err(r) = ctx.admit_publish(&req).await {
         Err(r)
     } else if ctx.is_draining() {
         Err(Refusal::draining(true))
