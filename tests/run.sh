@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # tool -> package is shared with the local cluster command (deploy/local/deps.sh). The build
 # itself needs none of them (protoc comes from a crate, see .cargo/config.toml).
 source deploy/local/deps.sh
-need etcd curl ffmpeg ffprobe rtmpdump prometheus promtool sh bash kill timeout getconf chromium node npm
+need etcd curl ffmpeg ffprobe rtmpdump prometheus promtool sh bash kill timeout getconf chromium node npm ip
 
 # The build must not depend on a system protoc (it broke new users once): prove it each run.
 tests/bare-build.sh

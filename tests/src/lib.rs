@@ -2,9 +2,12 @@
 //! real ffmpeg/ffprobe/rtmpdump and with the project's own RTMP client. Every wait has a
 //! deadline; every child process is killed on drop.
 
+pub mod attack;
 pub mod etcd;
 pub mod hevc;
 pub mod hls;
+pub mod loadgen;
+pub mod netns;
 pub mod publish;
 pub mod rtmp;
 
@@ -165,11 +168,30 @@ impl NodeProc {
     }
 
     pub fn spawn(binary_name: &str, extra: &[&str]) -> NodeProc {
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Self::spawn_in(binary_name, [127, 0, 0, 1].into(), &[], extra)
+    }
+
+    /// Starts `binary_name` with its listeners on `bind` (free ports), run through `prefix`
+    /// when it is not empty (e.g. `ip netns exec NS`, which execs the binary: the process
+    /// killed on drop is the node itself). The address must be reachable from here.
+    pub fn spawn_in(
+        binary_name: &str,
+        bind: std::net::IpAddr,
+        prefix: &[&str],
+        extra: &[&str],
+    ) -> NodeProc {
+        let rtmp = SocketAddr::new(bind, free_port());
+        let http = SocketAddr::new(bind, free_port());
+        let api = SocketAddr::new(bind, free_port());
         let node_id = format!("{binary_name}-{}", rtmp.port());
-        let mut cmd = Command::new(binary(binary_name));
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary(binary_name));
+                c
+            }
+            None => Command::new(binary(binary_name)),
+        };
         cmd.arg("--rtmp-listen")
             .arg(rtmp.to_string())
             .arg("--http-listen")
@@ -180,6 +202,10 @@ impl NodeProc {
             .arg(&node_id)
             .args(extra)
             .env("RUST_LOG", "info");
+        if !bind.is_loopback() {
+            // A control API off loopback needs a token (reads need none).
+            cmd.args(["--api-token", "livecdn-test-token"]);
+        }
         let proc = Proc::spawn(binary_name, &mut cmd);
         let mut o = NodeProc {
             proc,
@@ -407,4 +433,23 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// VmRSS of `pid` in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch now (the clock loadgen's reports use).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

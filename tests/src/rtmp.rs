@@ -316,21 +316,32 @@ pub async fn wait_playable(node: &crate::NodeProc, key: &str) {
 /// A blocking socket to `addr` that has completed a real (simple) RTMP handshake, for hostile
 /// clients that then send what they like.
 pub fn handshaken(addr: SocketAddr) -> std::net::TcpStream {
+    try_handshaken(addr).unwrap_or_else(|e| panic!("rtmp handshake with {addr}: {e}"))
+}
+
+/// [`handshaken`] for clients that carry on when the server refuses them.
+pub fn try_handshaken(addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
     use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    use std::io::{Error, Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut hs = ClientHandshake::new(7, HandshakeKind::Simple);
-    s.write_all(&hs.take_output().expect("c0c1")).expect("c0c1");
+    if let Some(c0c1) = hs.take_output() {
+        s.write_all(&c0c1)?;
+    }
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();
     while !hs.is_complete() {
-        let n = s.read(&mut buf).expect("s0s1s2");
-        assert!(n > 0, "server closed during handshake");
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(Error::other("server closed during handshake"));
+        }
         got.extend_from_slice(&buf[..n]);
-        let used = hs.feed(&got).expect("handshake");
+        let used = hs.feed(&got).map_err(|e| Error::other(format!("{e:?}")))?;
         got.drain(..used);
     }
-    s.write_all(&hs.take_output().expect("c2")).expect("c2");
-    s
+    if let Some(c2) = hs.take_output() {
+        s.write_all(&c2)?;
+    }
+    Ok(s)
 }

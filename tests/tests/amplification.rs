@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::rtmp::ClientEvent;
 use harness::etcd::Etcd;
 use harness::rtmp::{Client, Watcher, wait_playable};
-use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, http_get};
+use harness::{FfmpegPublisher, NodeProc, StreamSpec, ffmpeg_play, http_get, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The edge's limits in this test.
@@ -25,18 +25,6 @@ const SOURCES: u8 = 32;
 const PER_SOURCE: usize = 10;
 /// Edge RSS may grow at most this much under the flood.
 const RSS_GROWTH_MAX_KIB: u64 = 96 * 1024;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// etcd requests the edge made that a play could cause: lookups, watches and lists.
 fn registry_reads(edge: &NodeProc) -> f64 {

@@ -102,6 +102,59 @@ fn loadgen_measures_rtmp_and_http_flv_players() {
 }
 
 #[test]
+fn loadgen_plays_over_rtmps_and_https_verifying_the_certificate() {
+    // rcgen's self-signed certificate for 127.0.0.1, given to loadgen as its CA.
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("rcgen");
+    let dir = harness::Scratch::new("loadgen-tls");
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    let (rtmps, https) = (harness::free_port(), harness::free_port());
+    let origin = NodeProc::start(&[
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--rtmps-listen",
+        &format!("127.0.0.1:{rtmps}"),
+        "--https-listen",
+        &format!("127.0.0.1:{https}"),
+    ]);
+    harness::wait_for("tls listeners", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", rtmps)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", https)).is_ok()
+    });
+    let r = loadgen(
+        &origin,
+        "smoketls",
+        &[
+            "--players",
+            "4",
+            "--ca",
+            cert.to_str().expect("path"),
+            "--play",
+            &format!("rtmps://127.0.0.1:{rtmps}/live/smoketls"),
+            "--play",
+            &format!("https://127.0.0.1:{https}/live/smoketls.flv"),
+        ],
+    );
+    check(&r, 4.0);
+    let groups = r.get("groups").expect("groups");
+    for i in 0..2 {
+        let g = groups.index(i).expect("a group per play URL");
+        assert_eq!(g.num("ok"), 2.0, "2 players per TLS URL: {g:?}");
+    }
+    // The players came in through the TLS listeners (the wait_for probes above count too).
+    for proto in ["rtmps", "https"] {
+        let accepted = origin.metric(
+            "livecdn_net_connections_accepted_total",
+            &format!("protocol=\"{proto}\""),
+        );
+        assert!(accepted >= 2.0, "{proto}: {accepted} connections");
+    }
+}
+
+#[test]
 fn loadgen_session_decoder_and_a_stalled_player() {
     let origin = NodeProc::start(&[]);
     let rtmp = origin.rtmp_url("live/smoke2");

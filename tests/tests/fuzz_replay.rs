@@ -19,6 +19,8 @@ mod flv_body;
 mod handshake_body;
 #[path = "../../fuzz/fuzz_targets/bodies/hls_segmenter.rs"]
 mod hls_segmenter_body;
+#[path = "../../fuzz/fuzz_targets/bodies/locate.rs"]
+mod locate_body;
 #[path = "../../fuzz/fuzz_targets/bodies/rtmp_session.rs"]
 mod rtmp_session_body;
 #[path = "../../fuzz/fuzz_targets/bodies/ts_fmp4_mux.rs"]
@@ -44,6 +46,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("ts_fmp4_mux", ts_fmp4_mux_body::run),
     ("server_session", rtmp_session_body::server),
     ("client_session", rtmp_session_body::client),
+    ("locate", locate_body::run),
 ];
 
 /// Random inputs per target (and mutations per structured seed).
@@ -222,6 +225,10 @@ fn structured(target: &str) -> Vec<Vec<u8>> {
         "chunk_decoder" => vec![
             with([0x40, 0], &publisher_traffic(128)),
             with([0xc0, 0], &publisher_traffic(128)),
+        ],
+        "locate" => vec![
+            b"1.2.3.4, 10.0.0.1\0live/cam\0r1\0r0:r1=5,10.0.0.0/8=r2\0rtmp://h:1/a/s\x05".to_vec(),
+            b"[::1]:80,garbage,127.0.0.1:9\0a/b\0\0\0rtmps://[::1]:443/x/y/z?k\x01".to_vec(),
         ],
         "amf0" => {
             let mut nulls = vec![0x0a, 0, 0, 0x20, 0];

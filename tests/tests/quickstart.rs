@@ -70,6 +70,25 @@ fn readme_local_cluster_takes_a_push_and_plays_from_both_edges() {
     assert_eq!(status, 200);
     assert!(html.contains("/live/demo.m3u8"), "{html}");
 
+    // The printed locate URL sends a west player to edge-2 (region west), an east one (the
+    // answering origin-1's region, no override) to edge-1.
+    let locate = format!(
+        "http://127.0.0.1:{}/locate/live/demo.flv?region=west",
+        BASE + 81
+    );
+    assert!(cluster.0.output().contains(&locate), "{locate} is printed");
+    let played = ffmpeg_play(&locate, 2, Duration::from_secs(30));
+    assert!(
+        played.ok && played.video_frames >= 40,
+        "{locate}: {played:?}"
+    );
+    let (status, json) = harness::http_get(
+        ([127, 0, 0, 1], BASE + 81).into(),
+        "/api/v1/locate/live/demo",
+    );
+    assert_eq!(status, 200, "{json}");
+    assert!(json.contains("\"edge\":\"edge-1\""), "{json}");
+
     // SIGTERM (what Ctrl-C amounts to) stops everything it started.
     cluster.0.signal_and_wait("TERM", Duration::from_secs(15));
     for port in [BASE + 379, BASE + 1, BASE + 2, BASE + 11, BASE + 12] {
