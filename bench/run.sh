@@ -5,17 +5,20 @@
 #   bench/run.sh                 # everything, writes BENCHMARKS.md
 #   QUICK=1 bench/run.sh         # tiny loads and windows: checks the script in ~3 minutes
 #   SCENARIOS=hls bench/run.sh   # HLS only, writes target/bench-hls/BENCHMARKS.md
+#   SCENARIOS=tls bench/run.sh   # what a TLS player costs, writes target/bench-tls/BENCHMARKS.md
 #
 # Knobs (environment): WINDOW (s, default 12), WARMUP (s, 4), BITRATE (2m), FANOUT
 # ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000"), REPEAT (3) runs per server of each of
 # REPEAT_FANOUT ("1000 3000"), alternating servers (the headline takes medians),
 # SERVER_CPUS (1), LOADGEN_CPUS (0), BASE (port base, 23000), RESULTS (dir for JSON/logs),
 # OUT (BENCHMARKS.md), SKIP_NGINX=1, PROFILE=0 (skip the perf profile), LIVECDN_REV (the revision to report, default from git),
-# SCENARIOS (default "fanout relay cold many stall workers hls profile"), REV (benchmark a
+# SCENARIOS (default "fanout relay cold many stall workers hls tls profile"), REV (benchmark a
 # commit instead of the working tree), QUIET_MAX / UNATTRIBUTED_MAX / RETRIES (shared machine).
 # HLS: HLS_CLIENTS ("200 1000"), HLS_GOP (25: a keyframe every second at 25 fps, both
 # servers), HLS_WINDOW (s, 12), HLS_WARMUP (s, 4), HLS_COLD_STREAMS (20), HLS_MANY_STREAMS (20),
 # HLS_MANY_WARMUP (s, 22: the edge's window of 10 x 2 s segments fills).
+# TLS: TLS_PLAYERS ("200 1000") players per run over RTMP, RTMPS, HTTP-FLV and HTTPS-FLV.
+# Binaries are taken from $CARGO_TARGET_DIR (default target/)/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,7 +26,7 @@ ROOT=$(pwd)
 # How this run was started (the knobs that were set), for the report.
 INVOCATION="$(for v in REV QUICK SCENARIOS WINDOW WARMUP BITRATE FPS GOP FANOUT FLV_FANOUT REPEAT REPEAT_FANOUT SERVER_CPUS \
   LOADGEN_CPUS SKIP_NGINX PROFILE STALL_WINDOW HLS_CLIENTS HLS_GOP HLS_WINDOW HLS_WARMUP HLS_COLD_STREAMS \
-  HLS_MANY_STREAMS HLS_MANY_WARMUP; do [ -n "${!v+x}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bench/run.sh"
+  HLS_MANY_STREAMS HLS_MANY_WARMUP TLS_PLAYERS; do [ -n "${!v+x}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bench/run.sh"
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   WINDOW=${WINDOW:-3}; WARMUP=${WARMUP:-1}; FANOUT=${FANOUT:-"50 100"}; FLV_FANOUT=${FLV_FANOUT:-"50"}
@@ -32,10 +35,12 @@ if [ "$QUICK" = 1 ]; then
   PROFILE_PLAYERS=${PROFILE_PLAYERS:-100}
   HLS_CLIENTS=${HLS_CLIENTS-"20"}; HLS_WINDOW=${HLS_WINDOW:-5}; HLS_WARMUP=${HLS_WARMUP:-2}
   HLS_COLD_STREAMS=${HLS_COLD_STREAMS:-3}; HLS_MANY_STREAMS=${HLS_MANY_STREAMS:-3}; HLS_MANY_WARMUP=${HLS_MANY_WARMUP:-3}
+  TLS_PLAYERS=${TLS_PLAYERS-"50"}
   OUT=${OUT:-$ROOT/target/bench-quick/BENCHMARKS.md}
 fi
 # HLS alone does not rewrite BENCHMARKS.md (the other scenarios' tables would be lost).
 [ "${SCENARIOS:-}" = hls ] && OUT=${OUT:-$ROOT/target/bench-hls/BENCHMARKS.md}
+[ "${SCENARIOS:-}" = tls ] && OUT=${OUT:-$ROOT/target/bench-tls/BENCHMARKS.md}
 WINDOW=${WINDOW:-12}
 WARMUP=${WARMUP:-4}
 BITRATE=${BITRATE:-2m}
@@ -58,6 +63,7 @@ HLS_WARMUP=${HLS_WARMUP:-4}
 HLS_COLD_STREAMS=${HLS_COLD_STREAMS:-20}
 HLS_MANY_STREAMS=${HLS_MANY_STREAMS:-20}
 HLS_MANY_WARMUP=${HLS_MANY_WARMUP:-22}
+TLS_PLAYERS=${TLS_PLAYERS-"200 1000"}
 SERVER_CPUS=${SERVER_CPUS:-1}
 LOADGEN_CPUS=${LOADGEN_CPUS:-0}
 BASE=${BASE:-23000}
@@ -69,7 +75,7 @@ mkdir -p "$RESULTS" "$WORK/logs"
 LOGS=$WORK/logs
 
 # --- prerequisites --------------------------------------------------------------------------
-declare -A pkg_for=([etcd]=etcd-server [nginx]=nginx [curl]=curl [taskset]=util-linux)
+declare -A pkg_for=([etcd]=etcd-server [nginx]=nginx [curl]=curl [taskset]=util-linux [openssl]=openssl)
 missing=()
 for tool in "${!pkg_for[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_for[$tool]}")
@@ -104,7 +110,7 @@ if [ -n "$REV" ]; then
 else
   echo "building (release)..."
   cargo build --release -q -p livecdn-origin -p livecdn-edge -p livecdn-bench
-  BIN=$ROOT/target/release
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 
 # --- process bookkeeping ----------------------------------------------------------------------
@@ -155,6 +161,8 @@ for _ in $(seq 1 100); do curl -fsS "$ETCD/health" >/dev/null 2>&1 && break; sle
 # --- livecdn: origin + edge ---------------------------------------------------------------------------
 O_RTMP=$((BASE + 1)); O_HTTP=$((BASE + 81)); E_RTMP=$((BASE + 11)); E_HTTP=$((BASE + 91))
 ORIGIN_PID=""; EDGE_PID=""
+E_RTMPS=$((BASE + 12)); E_HTTPS=$((BASE + 92))
+EDGE_EXTRA=()   # more edge flags (the TLS listeners)
 start_ours() { # [edge cpus] [edge worker threads]
   local edge_cpus=${1:-$SERVER_CPUS} workers=${2:-}
   # Each node's control API on its own port (both default to 127.0.0.1:1985); set through the
@@ -162,7 +170,8 @@ start_ours() { # [edge cpus] [edge worker threads]
   local o=(env "LIVECDN_API_LISTEN=127.0.0.1:$((BASE + 985))" taskset -c "$SERVER_CPUS" "$BIN/origin"
     --node-id origin-1 --etcd "$ETCD" --rtmp-listen "127.0.0.1:$O_RTMP" --http-listen "127.0.0.1:$O_HTTP")
   local e=(env "LIVECDN_API_LISTEN=127.0.0.1:$((BASE + 986))" taskset -c "$edge_cpus" "$BIN/edge"
-    --node-id edge-1 --etcd "$ETCD" --rtmp-listen "127.0.0.1:$E_RTMP" --http-listen "127.0.0.1:$E_HTTP")
+    --node-id edge-1 --etcd "$ETCD" --rtmp-listen "127.0.0.1:$E_RTMP" --http-listen "127.0.0.1:$E_HTTP"
+    ${EDGE_EXTRA[@]+"${EDGE_EXTRA[@]}"})
   log_cmd "${o[*]}"
   "${o[@]}" >>"$LOGS/origin.log" 2>&1 &
   ORIGIN_PID=$!; pids+=("$ORIGIN_PID")
@@ -376,6 +385,9 @@ run_on() {
     case $server in
       ours) start_ours; p=("${OURS_PIDS[@]}") ;;
       ours-w*) start_ours "0,1" "${server#ours-w}"; p=("${OURS_PIDS[@]}") ;;
+      ours-tls) EDGE_EXTRA=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem"
+          --rtmps-listen "127.0.0.1:$E_RTMPS" --https-listen "127.0.0.1:$E_HTTPS")
+        start_ours; EDGE_EXTRA=(); wait_tcp $E_RTMPS; wait_tcp $E_HTTPS; p=("${OURS_PIDS[@]}") ;;
       nginx) start_nginx; p=("${NGINX_PIDS[@]}") ;;
       nginx-chunk*) start_nginx "${server#nginx-chunk}"; p=("${NGINX_PIDS[@]}") ;;
       nginx-hls) start_nginx_hls; p=("${NGINX_PIDS[@]}") ;;
@@ -392,7 +404,7 @@ run_on() {
   done
 }
 
-SCENARIOS=${SCENARIOS:-"fanout relay cold many stall workers hls profile"}
+SCENARIOS=${SCENARIOS:-"fanout relay cold many stall workers hls tls profile"}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 START=$(date +%s)
@@ -501,6 +513,31 @@ if want hls; then
     --du "hls=$HLS_DIR" --publish "rtmp://$NO/live/hm{n}" --play "$NH/hls/hm{n}.m3u8"
 fi
 
+# (i) What a TLS player costs: one edge with RTMPS and HTTPS listeners (a self-signed ECDSA
+# P-256 certificate made here, which the load generator verifies with --ca), the same N
+# players over RTMP, RTMPS, HTTP-FLV and HTTPS-FLV, one run each with fresh servers.
+if want tls; then
+  TLS_DIR=$WORK/tls
+  mkdir -p "$TLS_DIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
+    -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >>"$LOGS/openssl.log" 2>&1
+  log_cmd "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ... -out $TLS_DIR/cert.pem"
+  for n in $TLS_PLAYERS; do
+    for proto in rtmp rtmps flv https; do
+      case $proto in
+        rtmp) play="rtmp://$E/live/tls$n" ;;
+        rtmps) play="rtmps://127.0.0.1:$E_RTMPS/live/tls$n" ;;
+        flv) play="http://127.0.0.1:$E_HTTP/live/tls$n.flv" ;;
+        https) play="https://127.0.0.1:$E_HTTPS/live/tls$n.flv" ;;
+      esac
+      run_on ours-tls "tls-ours-$proto-$n" "${COMMON[@]}" --players "$n" --ramp 500 \
+        --ca "$TLS_DIR/cert.pem" --publish "rtmp://$O/live/tls$n" --play "$play"
+    done
+  done
+fi
+
 # (g) where the edge spends its CPU: perf samples (cpu-clock, call graphs) of the edge during a
 # fan-out of PROFILE_PLAYERS RTMP players, then HTTP-FLV players (ours only; not a comparison).
 PROFILE=${PROFILE:-1}
@@ -576,7 +613,7 @@ END=$(date +%s)
   echo "hls_warmup_s=$HLS_WARMUP"
   echo "quick=$QUICK"
 } >"$RESULTS/meta.env"
-"$BIN/bench-report" --results "$RESULTS" --out "$OUT" --tried "$ROOT/bench/tried.md"
+"$BIN/bench-report" --results "$RESULTS" --out "$OUT" --tried "$ROOT/bench/cluster.md" --tried "$ROOT/bench/tried.md"
 echo
 echo "results: $RESULTS   logs: $LOGS"
 echo "wrote $OUT"

@@ -18,4 +18,5 @@ pub mod rtmp_scan;
 pub mod run;
 pub mod stream;
 pub mod target;
+pub mod tls;
 pub mod ts_scan;

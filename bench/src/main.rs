@@ -36,6 +36,19 @@ struct Args {
     /// Without it the stream must already be published (no latency is measured then).
     #[arg(long)]
     publish: Option<String>,
+    /// Backup publish URL: a publish that fails is started again there (and back to
+    /// `--publish` if that fails too), the stream's timestamps continuing, as an encoder
+    /// with a backup URL does.
+    #[arg(long, requires = "publish")]
+    publish_backup: Option<String>,
+    /// Players whose connection ends play again after this many seconds from their next
+    /// `--play` URL (round robin from their own), as a player given several edges does; the
+    /// report counts the disconnects. Without it a player that loses its connection fails.
+    #[arg(long)]
+    reconnect: Option<f64>,
+    /// Put every player's figures (gaps, disconnects, last frame) in the JSON report.
+    #[arg(long)]
+    per_player: bool,
     /// Play URL (rtmp://host:port/app/name, http://host:port/app/name.flv or an HLS playlist
     /// http://host:port/.../name.m3u8), repeatable; `{n}` is the stream index. Player i plays stream i % streams from URL
     /// (i / streams) % number of URLs.
@@ -94,6 +107,10 @@ struct Args {
     /// A directory whose size to report at the end of the window: NAME=PATH, repeatable.
     #[arg(long = "du")]
     dirs: Vec<String>,
+    /// PEM CA bundle `rtmps://` and `https://` players verify the server against (default:
+    /// they accept any certificate).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     /// Name of this run in the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -137,6 +154,9 @@ fn main() -> anyhow::Result<()> {
         label: args.label.clone(),
         argv: std::env::args().collect(),
         publish: args.publish.clone(),
+        publish_backup: args.publish_backup.clone(),
+        reconnect: args.reconnect.map(secs),
+        per_player: args.per_player,
         streams: args.streams.max(1),
         play: args.play.clone(),
         players: args.players,
@@ -165,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         },
         hls_poll: args.hls_poll.map(|s| secs(s.max(0.05))),
         dirs,
+        tls_ca: args.ca.clone(),
     };
     let report = run(cfg)?;
     let json = serde_json::to_string_pretty(&report)?;

@@ -1,7 +1,8 @@
 //! Players: RTMP (lean: project handshake + commands + [`ChunkScanner`]; or the reference
 //! path through `common::rtmp::ClientSession`), HTTP-FLV (hand-written HTTP/1.1, chunked
 //! transfer, [`FlvScanner`]) and HLS (`hls_player`). Each keeps its figures in a
-//! [`PlayerStats`] of atomics.
+//! [`PlayerStats`] of atomics. RTMP and HTTP-FLV players also play over TLS (`rtmps://`,
+//! `https://`): the same code, generic over the stream, so plaintext players are unchanged.
 //!
 //! Cheapness matters (3000 players on one core): lean players read with one syscall per
 //! wake-up into a buffer per worker thread (hot in cache), parse chunk and tag headers only,
@@ -24,7 +25,7 @@ use common::rtmp::command::{CSID_COMMAND, Command, connect_command, write_comman
 use common::rtmp::handshake::{ClientHandshake, HandshakeKind};
 use common::rtmp::message::{AckTracker, ControlMessage, UserControl, type_id};
 use common::rtmp::{ClientConfig, ClientEvent, ClientSession};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::timeout;
 
 use crate::flv_scan::{Dechunker, FlvScanner, parse_head};
@@ -66,6 +67,8 @@ pub struct Shared {
     pub hls_poll: Option<Duration>,
     /// Errors HLS players carried on after (a failed request), by kind.
     pub hls_errors: Mutex<BTreeMap<String, u64>>,
+    /// The TLS client of `rtmps://` and `https://` players.
+    pub tls: Option<tokio_rustls::TlsConnector>,
 }
 
 impl Shared {
@@ -119,9 +122,14 @@ pub struct PlayerStats {
     /// Coded video frames (sequence headers excluded).
     pub video: AtomicU64,
     pub audio: AtomicU64,
-    /// Gaps of more than 1 s between video frames while measuring.
+    /// Gaps of more than 1 s between video frames while measuring (across reconnections).
     pub gaps: AtomicU64,
     pub max_gap_us: AtomicU64,
+    /// Receive instant of the frame that ended the longest gap, ns since the epoch.
+    pub max_gap_end_ns: AtomicU64,
+    /// Connections that ended or failed before the run was done (players with `--reconnect`
+    /// then play again from their next URL).
+    pub disconnects: AtomicU64,
     /// Connect start to the first coded video frame, us (0: none yet).
     pub ttff_us: AtomicU64,
     /// 0 unknown, 1 the first coded video frame was a keyframe, 2 it was not.
@@ -150,6 +158,8 @@ impl PlayerStats {
             audio: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             max_gap_us: AtomicU64::new(0),
+            max_gap_end_ns: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
             ttff_us: AtomicU64::new(0),
             first_key: AtomicU8::new(0),
             last_video_ns: AtomicU64::new(0),
@@ -190,7 +200,9 @@ pub(crate) struct Track<'a> {
     shared: &'a Shared,
     hist: &'a Histogram,
     start: Instant,
-    last_video: Option<Instant>,
+    /// The player's last video frame, ns since the epoch (0: none), carried over from an
+    /// earlier connection so that a reconnection's gap is measured.
+    last_video_ns: u64,
 }
 
 impl<'a> Track<'a> {
@@ -205,7 +217,7 @@ impl<'a> Track<'a> {
             shared,
             hist,
             start,
-            last_video: None,
+            last_video_ns: st.last_video_ns.load(Ordering::Relaxed),
         }
     }
 
@@ -241,43 +253,119 @@ impl<'a> Track<'a> {
         let at_ns = ns_since_epoch(at);
         let measuring = self.shared.phase() == MEASURING;
         if measuring {
-            if let Some(last) = self.last_video {
-                let gap = (at - last).as_micros() as u64;
+            if self.last_video_ns != 0 {
+                let gap = at_ns.saturating_sub(self.last_video_ns) / 1000;
                 if gap > 1_000_000 + st.burst_us.load(Ordering::Relaxed) {
                     st.gaps.fetch_add(1, Ordering::Relaxed);
                 }
-                st.max_gap_us.fetch_max(gap, Ordering::Relaxed);
+                // One writer per player: load, compare, store is enough.
+                if gap > st.max_gap_us.load(Ordering::Relaxed) {
+                    st.max_gap_us.store(gap, Ordering::Relaxed);
+                    st.max_gap_end_ns.store(at_ns, Ordering::Relaxed);
+                }
             }
             if let Some(sent) = stamp {
                 self.hist.record(at_ns.saturating_sub(sent) / 1000);
             }
         }
-        self.last_video = Some(at);
+        self.last_video_ns = at_ns;
         st.last_video_ns.store(at_ns, Ordering::Relaxed);
     }
 }
 
 /// Runs one player until it fails or its task is aborted; records the failure.
 pub async fn run_player(shared: &Shared, st: &PlayerStats, hist: &Histogram, target: &Target) {
-    let result = match target {
+    if let Err(f) = play_once(shared, st, hist, target).await
+        && shared.phase() != DONE
+    {
+        st.disconnects.fetch_add(1, Ordering::Relaxed);
+        st.fail(f.0);
+    }
+}
+
+/// A player with fallback URLs, as a real player given several edges: whenever its connection
+/// ends or fails before the run is done, it counts a disconnect, waits `delay` and plays again
+/// from the next of `targets` (round robin). It never fails for good: the watchdog's silence
+/// timeout is what gives up on it. The first disconnect's reason is its `error`.
+pub async fn run_player_failover(
+    shared: &Shared,
+    st: &PlayerStats,
+    hist: &Histogram,
+    targets: &[Target],
+    delay: Duration,
+) {
+    for target in targets.iter().cycle() {
+        let result = play_once(shared, st, hist, target).await;
+        if shared.phase() == DONE {
+            return;
+        }
+        st.disconnects.fetch_add(1, Ordering::Relaxed);
+        let _ = st.error.set(match result {
+            Err(f) => f.0,
+            Ok(()) => "ended".into(),
+        });
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One connection of a player, until it ends.
+async fn play_once(
+    shared: &Shared,
+    st: &PlayerStats,
+    hist: &Histogram,
+    target: &Target,
+) -> Result<(), Fail> {
+    // From before the TCP connect (and the TLS handshake): the time to the first frame.
+    let start = Instant::now();
+    match target {
         Target::Rtmp {
             addr,
             app,
             name,
             tc_url,
-        } => match shared.decoder {
-            Decoder::Lean => rtmp_lean(shared, st, hist, *addr, app, name, tc_url).await,
-            Decoder::Session => rtmp_session(shared, st, hist, *addr, app, name, tc_url).await,
-        },
-        Target::Http { addr, host, path } => http_flv(shared, st, hist, *addr, host, path).await,
+            tls,
+        } => {
+            let rtmp = Rtmp { app, name, tc_url };
+            match (tls, shared.decoder) {
+                (None, Decoder::Lean) => {
+                    let sock = connect(shared, *addr).await?;
+                    rtmp_lean(shared, st, hist, sock, start, &rtmp).await
+                }
+                (None, Decoder::Session) => {
+                    let sock = connect(shared, *addr).await?;
+                    rtmp_session(shared, st, hist, sock, start, &rtmp).await
+                }
+                (Some(host), Decoder::Lean) => {
+                    let sock = connect_tls(shared, *addr, host).await?;
+                    rtmp_lean(shared, st, hist, sock, start, &rtmp).await
+                }
+                (Some(host), Decoder::Session) => {
+                    let sock = connect_tls(shared, *addr, host).await?;
+                    rtmp_session(shared, st, hist, sock, start, &rtmp).await
+                }
+            }
+        }
+        Target::Http {
+            addr,
+            host,
+            path,
+            tls: None,
+        } => {
+            let sock = connect(shared, *addr).await?;
+            http_flv(shared, st, hist, sock, start, host, path).await
+        }
+        Target::Http {
+            addr,
+            host,
+            path,
+            tls: Some(name),
+        } => {
+            let sock = connect_tls(shared, *addr, name).await?;
+            http_flv(shared, st, hist, sock, start, host, path).await
+        }
         Target::Hls { addr, host, path } => {
             crate::hls_player::run(shared, st, hist, *addr, host, path).await
         }
-    };
-    if let Err(f) = result
-        && shared.phase() != DONE
-    {
-        st.fail(f.0);
     }
 }
 
@@ -297,7 +385,29 @@ pub(crate) async fn connect(shared: &Shared, addr: SocketAddr) -> Result<Sock, F
     Ok(sock)
 }
 
-pub(crate) async fn write_all(sock: &mut Sock, data: &[u8]) -> Result<(), Fail> {
+/// A TCP connection to `addr`, then a TLS handshake for `server_name` (within the connect
+/// timeout each).
+async fn connect_tls(
+    shared: &Shared,
+    addr: SocketAddr,
+    server_name: &str,
+) -> Result<tokio_rustls::client::TlsStream<Sock>, Fail> {
+    let tcp = connect(shared, addr).await?;
+    let connector = shared
+        .tls
+        .as_ref()
+        .ok_or_else(|| Fail::new("tls_not_configured"))?;
+    let name = crate::tls::server_name(server_name).map_err(|_| Fail::new("tls_server_name"))?;
+    timeout(shared.connect_timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| Fail::new("tls_handshake_timeout"))?
+        .map_err(|e| Fail::io("tls_handshake", &e))
+}
+
+pub(crate) async fn write_all<S: AsyncWrite + Unpin>(
+    sock: &mut S,
+    data: &[u8],
+) -> Result<(), Fail> {
     sock.write_all(data)
         .await
         .map_err(|e| Fail::io("write", &e))
@@ -309,8 +419,8 @@ pub(crate) async fn write_all(sock: &mut Sock, data: &[u8]) -> Result<(), Fail> 
 /// clears the socket's readiness after a short read, so a wake-up costs one `read` syscall.
 /// Streaming players pass no bound (a timer per read is measurable at 3000 players): the
 /// runner's watchdog fails silent players instead.
-pub(crate) async fn read_once(
-    sock: &mut Sock,
+pub(crate) async fn read_once<S: AsyncRead + Unpin>(
+    sock: &mut S,
     within: Option<Duration>,
     mut f: impl FnMut(&[u8], Instant) -> Result<(), Fail>,
 ) -> Result<bool, Fail> {
@@ -341,7 +451,11 @@ pub(crate) async fn read_once(
 
 /// A player that stopped reading: waits for the end of the run, then drains its socket for
 /// `shared.drain` to see whether the server closed it.
-async fn stall(shared: &Shared, st: &PlayerStats, sock: &mut Sock) -> Result<(), Fail> {
+async fn stall<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    st: &PlayerStats,
+    sock: &mut S,
+) -> Result<(), Fail> {
     st.state.store(STALLED, Ordering::Relaxed);
     while shared.phase() != DONE {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -473,18 +587,21 @@ impl PlayCommands<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn rtmp_lean(
+/// What an RTMP player asks for.
+struct Rtmp<'a> {
+    app: &'a str,
+    name: &'a str,
+    tc_url: &'a str,
+}
+
+async fn rtmp_lean<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     st: &PlayerStats,
     hist: &Histogram,
-    addr: SocketAddr,
-    app: &str,
-    name: &str,
-    tc_url: &str,
+    mut sock: S,
+    start: Instant,
+    &Rtmp { app, name, tc_url }: &Rtmp<'_>,
 ) -> Result<(), Fail> {
-    let start = Instant::now();
-    let mut sock = connect(shared, addr).await?;
     // Handshake: C0C1, S0S1S2 (3073 bytes), C2.
     let mut hs = ClientHandshake::new(
         0x9e37_79b9 ^ start.elapsed().as_nanos() as u64,
@@ -571,18 +688,14 @@ async fn rtmp_lean(
 }
 
 /// The reference path: every message through `ClientSession` and `ChunkDecoder`.
-#[allow(clippy::too_many_arguments)]
-async fn rtmp_session(
+async fn rtmp_session<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     st: &PlayerStats,
     hist: &Histogram,
-    addr: SocketAddr,
-    app: &str,
-    name: &str,
-    tc_url: &str,
+    mut sock: S,
+    start: Instant,
+    &Rtmp { app, name, tc_url }: &Rtmp<'_>,
 ) -> Result<(), Fail> {
-    let start = Instant::now();
-    let mut sock = connect(shared, addr).await?;
     let mut session = ClientSession::new(ClientConfig::new(app, tc_url));
     session.play(name);
     let mut track = Track::new(st, shared, hist, start);
@@ -633,16 +746,15 @@ async fn rtmp_session(
     }
 }
 
-async fn http_flv(
+async fn http_flv<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     st: &PlayerStats,
     hist: &Histogram,
-    addr: SocketAddr,
+    mut sock: S,
+    start: Instant,
     host: &str,
     path: &str,
 ) -> Result<(), Fail> {
-    let start = Instant::now();
-    let mut sock = connect(shared, addr).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: livecdn-loadgen\r\nAccept: */*\r\n\r\n"
     );

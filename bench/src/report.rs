@@ -36,6 +36,23 @@ pub struct Report {
     /// end), summed over players.
     pub gaps_over_1s: u64,
     pub players_with_gaps: u64,
+    /// The longest gap between two video frames of one player in the window (across its
+    /// reconnections), ms.
+    #[serde(default)]
+    pub max_gap_ms: f64,
+    /// Player connections that ended or failed before the end of the run (with
+    /// `--reconnect`, each is followed by a new play from the player's next URL).
+    #[serde(default)]
+    pub disconnects: u64,
+    /// Players with at least one disconnect.
+    #[serde(default)]
+    pub players_disconnected: u64,
+    /// Start and end of the window, ms since the Unix epoch (to place outside events in it).
+    #[serde(default)]
+    pub window_unix_ms: [u64; 2],
+    /// Every player's figures (with `--per-player`; stalled players excluded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_player: Vec<PlayerDetail>,
     pub errors: BTreeMap<String, u64>,
     pub groups: Vec<GroupReport>,
     pub stalled: Vec<StalledReport>,
@@ -120,7 +137,7 @@ pub struct RunConfig {
 pub struct PlayerCounts {
     pub started: usize,
     /// Playing at the end of the window, first frame received, video at >= 90% of the
-    /// published frame rate through the window, no gap over 1 s.
+    /// published frame rate through the window, no gap over 1 s, never disconnected.
     pub ok: usize,
     /// Received video (whatever the rate).
     pub playing: usize,
@@ -142,6 +159,25 @@ pub struct GroupReport {
     /// HLS players: start to the first playable playlist.
     #[serde(default)]
     pub first_playlist_ms: Summary,
+}
+
+/// One player's figures (`--per-player`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlayerDetail {
+    /// Index of its first play URL.
+    pub group: usize,
+    pub disconnects: u64,
+    /// Its longest gap between video frames in the window, ms.
+    pub max_gap_ms: f64,
+    /// When the frame that ended that gap arrived, ms since the Unix epoch.
+    pub max_gap_end_unix_ms: Option<u64>,
+    /// When its last video frame arrived, ms since the Unix epoch.
+    pub last_video_unix_ms: Option<u64>,
+    /// Video frames received in the window.
+    pub video_frames: u64,
+    pub failed: bool,
+    /// Why it failed, or why its first connection ended.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -173,6 +209,9 @@ pub struct PublisherReport {
     pub video_frames: u64,
     pub bytes: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Publishes started again after a failure (on the backup URL, round robin).
+    #[serde(default)]
+    pub reconnects: u64,
 }
 
 fn summary_row(out: &mut String, name: &str, s: &Summary, unit: &str) {
@@ -224,10 +263,13 @@ impl Report {
         summary_row(&mut o, "time to first frame", &self.ttff_ms, "ms");
         let _ = writeln!(
             o,
-            "  first frame keyframe: {:.1}%   gaps > 1 s: {} (in {} players)",
+            "  first frame keyframe: {:.1}%   gaps > 1 s: {} (in {} players), longest {:.0} ms   disconnects: {} (in {} players)",
             self.first_frame_keyframe_share * 100.0,
             self.gaps_over_1s,
-            self.players_with_gaps
+            self.players_with_gaps,
+            self.max_gap_ms,
+            self.disconnects,
+            self.players_disconnected
         );
         if !self.errors.is_empty() {
             let _ = writeln!(o, "  errors: {:?}", self.errors);
@@ -316,10 +358,11 @@ impl Report {
         let pb = &self.publishers;
         let _ = writeln!(
             o,
-            "  publishers: {} started, {} publishing, {} video frames sent{}",
+            "  publishers: {} started, {} publishing, {} video frames sent, {} republished{}",
             pb.started,
             pb.publishing,
             pb.video_frames,
+            pb.reconnects,
             if pb.errors.is_empty() {
                 String::new()
             } else {

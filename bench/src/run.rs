@@ -10,12 +10,13 @@ use crate::hist::{HistSnapshot, Histogram, summarize};
 use crate::hls_player::HlsMode;
 use crate::player::{
     DONE, Decoder, FAILED, MEASURING, PLAYING, PlayerStats, STALLED, Shared, run_player,
+    run_player_failover,
 };
 use crate::procstat;
 use crate::publisher::{PubStats, publish};
 use crate::report::{
-    DirReport, GroupReport, HlsReport, PlayerCounts, ProcReport, PublisherReport, Report,
-    RunConfig, StalledReport,
+    DirReport, GroupReport, HlsReport, PlayerCounts, PlayerDetail, ProcReport, PublisherReport,
+    Report, RunConfig, StalledReport,
 };
 use crate::stream::{StreamSpec, epoch, ns_since_epoch};
 use crate::target::Target;
@@ -27,6 +28,13 @@ pub struct Config {
     pub argv: Vec<String>,
     /// Publish URL template (`{n}`: stream index); none: someone else publishes.
     pub publish: Option<String>,
+    /// Where a publisher publishes again when its publish fails (and back, round robin).
+    pub publish_backup: Option<String>,
+    /// Players play again from their next URL this long after their connection ends (none:
+    /// a player that loses its connection has failed).
+    pub reconnect: Option<Duration>,
+    /// Put every player's figures in the report (`per_player`).
+    pub per_player: bool,
     pub streams: usize,
     /// Play URL templates; player i plays stream i % streams from URL (i / streams) % len.
     pub play: Vec<String>,
@@ -51,6 +59,9 @@ pub struct Config {
     pub hls_poll: Option<Duration>,
     /// Directories whose size is reported at the end of the window: (name, path).
     pub dirs: Vec<(String, String)>,
+    /// PEM bundle `rtmps://` and `https://` players verify the server with (none: any
+    /// certificate).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 struct PidWatch {
@@ -86,9 +97,12 @@ fn start_publishers(
     let Some(url) = cfg.publish.clone() else {
         return Ok(None);
     };
+    let urls: Vec<String> = std::iter::once(url)
+        .chain(cfg.publish_backup.clone())
+        .collect();
     let targets = (0..cfg.streams)
-        .map(|n| Target::parse(&url, n))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|n| urls.iter().map(|u| Target::parse(u, n)).collect())
+        .collect::<Result<Vec<Vec<_>>, _>>()
         .map_err(anyhow::Error::msg)?;
     let spec = cfg.spec;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -173,6 +187,15 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         hls_mode: cfg.hls_mode,
         hls_poll: cfg.hls_poll,
         hls_errors: Default::default(),
+        tls: if cfg
+            .play
+            .iter()
+            .any(|u| u.starts_with("rtmps://") || u.starts_with("https://"))
+        {
+            Some(crate::tls::connector(cfg.tls_ca.as_deref())?)
+        } else {
+            None
+        },
     });
     let hists: Arc<Vec<Histogram>> = Arc::new(cfg.play.iter().map(|_| Histogram::new()).collect());
     let mut plan = Vec::new();
@@ -182,18 +205,33 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
     for i in 0..cfg.players {
         plan.push((i % streams, (i / streams) % cfg.play.len(), false));
     }
+    let reconnect = cfg.reconnect;
     let mut stats = Vec::with_capacity(plan.len());
     let mut aborts = Vec::with_capacity(plan.len());
     let mut tasks = tokio::task::JoinSet::new();
     let ramp_start = Instant::now();
     for (k, (stream, group, stalled)) in plan.into_iter().enumerate() {
-        let target = Target::parse(&cfg.play[group], stream).map_err(anyhow::Error::msg)?;
+        // Its own URL first, then the others in order (the fallbacks of a reconnecting player).
+        let targets = (0..cfg.play.len())
+            .map(|k| Target::parse(&cfg.play[(group + k) % cfg.play.len()], stream))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
         let st = Arc::new(PlayerStats::new(group, stalled));
         stats.push(st.clone());
         let (shared, hists) = (shared.clone(), hists.clone());
         aborts.push(tasks.spawn(async move {
-            if let Some(h) = hists.get(st.group) {
-                run_player(&shared, &st, h, &target).await;
+            let Some(h) = hists.get(st.group) else {
+                return;
+            };
+            match reconnect {
+                Some(delay) if !st.stalled => {
+                    run_player_failover(&shared, &st, h, &targets, delay).await;
+                }
+                _ => {
+                    if let Some(target) = targets.first() {
+                        run_player(&shared, &st, h, target).await;
+                    }
+                }
             }
         }));
         if cfg.ramp > 0.0 {
@@ -278,6 +316,8 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
     let hls_before = hls_snap(&stats);
     let t0 = Instant::now();
     shared.phase.store(MEASURING, Ordering::Relaxed);
+    // For whoever drives a run from outside (tests/tests/chaos.rs waits for this line).
+    eprintln!("loadgen: measuring from unix_ms={}", unix_ms(t0));
     tokio::time::sleep(cfg.duration).await;
     let after = snap(&stats);
     let hls_after = hls_snap(&stats);
@@ -346,6 +386,8 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
     let mut reads = 0u64;
     let mut groups: Vec<GroupAcc> = cfg.play.iter().map(|_| GroupAcc::default()).collect();
     let mut stalled = Vec::new();
+    let mut per_player = Vec::new();
+    let (mut disconnects, mut players_disconnected, mut max_gap_us) = (0u64, 0u64, 0u64);
     let mut hls = HlsReport::default();
     let mut all_first_playlist = Vec::new();
     for (i, s) in stats.iter().enumerate() {
@@ -422,6 +464,24 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         if player_gaps > 0 {
             players_with_gaps += 1;
         }
+        let player_disconnects = s.disconnects.load(Ordering::Relaxed);
+        disconnects += player_disconnects;
+        players_disconnected += u64::from(player_disconnects > 0);
+        let player_max_gap = s.max_gap_us.load(Ordering::Relaxed);
+        max_gap_us = max_gap_us.max(player_max_gap);
+        if cfg.per_player {
+            let at_unix = |ns: u64| (ns != 0).then(|| unix_ms(epoch() + Duration::from_nanos(ns)));
+            per_player.push(PlayerDetail {
+                group: s.group,
+                disconnects: player_disconnects,
+                max_gap_ms: player_max_gap as f64 / 1000.0,
+                max_gap_end_unix_ms: at_unix(s.max_gap_end_ns.load(Ordering::Relaxed)),
+                last_video_unix_ms: at_unix(last),
+                video_frames: after[i].1.saturating_sub(before[i].1),
+                failed: state == FAILED,
+                error: error.clone(),
+            });
+        }
         if first == 0 {
             continue;
         }
@@ -436,6 +496,7 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
             && video as f64 >= 0.9 * fps_target * (window - burst_s).max(0.0)
             && player_gaps == 0
             && soft_errors == 0
+            && player_disconnects == 0
         {
             counts.ok += 1;
             g.ok += 1;
@@ -521,6 +582,11 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         first_frame_keyframe_share: share(key_first, with_first),
         gaps_over_1s: gaps,
         players_with_gaps,
+        max_gap_ms: max_gap_us as f64 / 1000.0,
+        disconnects,
+        players_disconnected,
+        window_unix_ms: [unix_ms(t0), unix_ms(t1)],
+        per_player,
         errors,
         groups: group_reports,
         stalled,
@@ -566,6 +632,10 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
                 .map(|p| p.bytes.load(Ordering::Relaxed))
                 .sum(),
             errors: pub_errors,
+            reconnects: pub_stats
+                .iter()
+                .map(|p| p.reconnects.load(Ordering::Relaxed))
+                .sum(),
         },
         hls: (hls.players > 0).then(|| {
             let rate = |i: usize| hls_after[i].saturating_sub(hls_before[i]) as f64 / window;
@@ -589,6 +659,20 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         report.processes.iter().map(|p| p.cpu_pct).sum::<f64>() + report.loadgen.cpu_pct;
     report.unattributed_cpu_pct = (report.machine_cpu_pct - known).max(0.0);
     Ok(report)
+}
+
+/// `at` as milliseconds since the Unix epoch (the wall clock an outside driver shares).
+fn unix_ms(at: Instant) -> u64 {
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let wall = if at <= now {
+        wall.saturating_sub(now - at)
+    } else {
+        wall + (at - now)
+    };
+    wall.as_millis() as u64
 }
 
 #[derive(Default)]

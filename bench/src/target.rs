@@ -1,6 +1,6 @@
 //! Publish and play URLs: `rtmp://host[:port]/app/name[?query]`,
 //! `http://host[:port]/path.flv` and `http://host[:port]/path.m3u8` (HLS), with `{n}` replaced
-//! by the stream index.
+//! by the stream index; players also take `rtmps://` and `https://` (HTTP-FLV) over TLS.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,11 +12,15 @@ pub enum Target {
         /// Stream name with its `?query`, as sent in play/publish.
         name: String,
         tc_url: String,
+        /// `rtmps://`: the TLS server name.
+        tls: Option<String>,
     },
     Http {
         addr: SocketAddr,
         host: String,
         path: String,
+        /// `https://`: the TLS server name.
+        tls: Option<String>,
     },
     /// An HLS media playlist (`.m3u8`).
     Hls {
@@ -37,8 +41,22 @@ impl Target {
         let default_port = match scheme {
             "rtmp" => 1935,
             "http" => 80,
-            _ => return Err(format!("{url}: only rtmp:// and http:// are supported")),
+            "rtmps" | "https" => 443,
+            _ => {
+                return Err(format!(
+                    "{url}: only rtmp://, rtmps://, http:// and https:// are supported"
+                ));
+            }
         };
+        let tls = matches!(scheme, "rtmps" | "https").then(|| {
+            match authority.rsplit_once(':') {
+                Some((h, p)) if !p.contains(']') => h,
+                _ => authority,
+            }
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+        });
         let with_port = if authority
             .rsplit_once(':')
             .is_some_and(|(_, p)| !p.contains(']'))
@@ -52,7 +70,7 @@ impl Target {
             .map_err(|e| format!("{url}: {e}"))?
             .next()
             .ok_or_else(|| format!("{url}: no address"))?;
-        if scheme == "rtmp" {
+        if scheme.starts_with("rtmp") {
             let (app, name) = path
                 .split_once('/')
                 .filter(|(a, n)| !a.is_empty() && !n.is_empty())
@@ -61,9 +79,13 @@ impl Target {
                 addr,
                 app: app.to_string(),
                 name: name.to_string(),
-                tc_url: format!("rtmp://{authority}/{app}"),
+                tc_url: format!("{scheme}://{authority}/{app}"),
+                tls,
             })
         } else if path.split('?').next().is_some_and(|p| p.ends_with(".m3u8")) {
+            if tls.is_some() {
+                return Err(format!("{url}: HLS over https:// is not supported"));
+            }
             Ok(Target::Hls {
                 addr,
                 host: authority.to_string(),
@@ -74,6 +96,7 @@ impl Target {
                 addr,
                 host: authority.to_string(),
                 path: format!("/{path}"),
+                tls,
             })
         }
     }
@@ -94,8 +117,20 @@ mod tests {
                 app: "live".into(),
                 name: "s7?k=v".into(),
                 tc_url: "rtmp://127.0.0.1:1936/live".into(),
+                tls: None,
             }
         );
+        let t = Target::parse("rtmps://127.0.0.1:1937/live/s", 0).unwrap();
+        assert!(
+            matches!(&t, Target::Rtmp { tls: Some(h), tc_url, .. } if h == "127.0.0.1" && tc_url == "rtmps://127.0.0.1:1937/live"),
+            "{t:?}"
+        );
+        let t = Target::parse("https://localhost:8443/live/s.flv", 0).unwrap();
+        assert!(
+            matches!(&t, Target::Http { tls: Some(h), path, .. } if h == "localhost" && path == "/live/s.flv"),
+            "{t:?}"
+        );
+        assert!(Target::parse("https://127.0.0.1:8443/live/s.m3u8", 0).is_err());
         let t = Target::parse("http://127.0.0.1/live/a.flv", 0).unwrap();
         assert_eq!(
             t,
@@ -103,6 +138,7 @@ mod tests {
                 addr: "127.0.0.1:80".parse().unwrap(),
                 host: "127.0.0.1".into(),
                 path: "/live/a.flv".into(),
+                tls: None,
             }
         );
         let t = Target::parse("http://127.0.0.1:8080/live/s{n}.m3u8?k=1", 3).unwrap();

@@ -37,16 +37,17 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-start() { # role index rtmp-port http-port api-port
-  "$bin/$1" --node-id "$1-$2" --etcd "$ETCD" \
-    --rtmp-listen "127.0.0.1:$3" --http-listen "127.0.0.1:$4" --api-listen "127.0.0.1:$5" \
+start() { # role index region rtmp-port http-port api-port
+  "$bin/$1" --node-id "$1-$2" --etcd "$ETCD" --region "$3" --region-distance east:west=10 \
+    --rtmp-listen "127.0.0.1:$4" --http-listen "127.0.0.1:$5" --api-listen "127.0.0.1:$6" \
     >"$logs/$1-$2.log" 2>&1 &
   pids+=($!)
 }
-start origin 1 $((BASE + 1)) $((BASE + 81)) $((BASE + 181))
-start origin 2 $((BASE + 2)) $((BASE + 82)) $((BASE + 182))
-start edge 1 $((BASE + 11)) $((BASE + 91)) $((BASE + 191))
-start edge 2 $((BASE + 12)) $((BASE + 92)) $((BASE + 192))
+# Two regions: edge-1 in east, edge-2 in west (the locator sends players to their region's edge).
+start origin 1 east $((BASE + 1)) $((BASE + 81)) $((BASE + 181))
+start origin 2 west $((BASE + 2)) $((BASE + 82)) $((BASE + 182))
+start edge 1 east $((BASE + 11)) $((BASE + 91)) $((BASE + 191))
+start edge 2 west $((BASE + 12)) $((BASE + 92)) $((BASE + 192))
 for port in $((BASE + 81)) $((BASE + 82)) $((BASE + 91)) $((BASE + 92)); do
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -61,8 +62,8 @@ livecdn local cluster is running (logs in $logs; Ctrl-C stops it).
   etcd      $ETCD
   origin-1  rtmp://127.0.0.1:$((BASE + 1))   http://127.0.0.1:$((BASE + 81))
   origin-2  rtmp://127.0.0.1:$((BASE + 2))   http://127.0.0.1:$((BASE + 82))
-  edge-1    rtmp://127.0.0.1:$((BASE + 11))  http://127.0.0.1:$((BASE + 91))
-  edge-2    rtmp://127.0.0.1:$((BASE + 12))  http://127.0.0.1:$((BASE + 92))
+  edge-1    rtmp://127.0.0.1:$((BASE + 11))  http://127.0.0.1:$((BASE + 91))   (region east)
+  edge-2    rtmp://127.0.0.1:$((BASE + 12))  http://127.0.0.1:$((BASE + 92))   (region west)
   control API (JSON /api/v1, gRPC; loopback only, no token): origin-1 http://127.0.0.1:$((BASE + 181)),
   origin-2 :$((BASE + 182)), edge-1 :$((BASE + 191)), edge-2 :$((BASE + 192))
 
@@ -79,6 +80,12 @@ HLS from an edge (LL-HLS over fMP4; MPEG-TS for old players), and the player pag
   http://127.0.0.1:$((BASE + 91))/live/demo.m3u8      http://127.0.0.1:$((BASE + 91))/live/demo/ts.m3u8
   http://127.0.0.1:$((BASE + 92))/live/demo.m3u8      http://127.0.0.1:$((BASE + 92))/live/demo/ts.m3u8
   http://127.0.0.1:$((BASE + 91))/live/demo           http://127.0.0.1:$((BASE + 92))/live/demo
+
+One URL for players (any node answers; a 302 to the nearest edge; ?region= overrides the client's
+region, which on loopback is the answering node's):
+  ffplay 'http://127.0.0.1:$((BASE + 81))/locate/live/demo.flv?region=west'
+  http://127.0.0.1:$((BASE + 81))/locate/live/demo.m3u8    http://127.0.0.1:$((BASE + 81))/locate/live/demo
+  curl http://127.0.0.1:$((BASE + 81))/api/v1/locate/live/demo    (JSON, with the RTMP URL)
 
 TXT
 wait

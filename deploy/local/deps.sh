@@ -10,6 +10,8 @@ declare -A LIVECDN_PKG=(
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [rtmpdump]=rtmpdump
   [prometheus]=prometheus [promtool]=prometheus
   [chromium]=chromium [node]=nodejs [npm]=npm
+  # the chaos tests: network namespaces and veth pairs (tests/src/netns.rs)
+  [ip]=iproute2
   # base system (in every Debian image; listed so that the check above finds them)
   [sh]=dash [bash]=bash [kill]=procps [timeout]=coreutils [getconf]=libc-bin
 )

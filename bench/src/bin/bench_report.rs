@@ -11,6 +11,8 @@ use clap::Parser;
 
 #[path = "bench_report/hls.rs"]
 mod hls;
+#[path = "bench_report/tls.rs"]
+mod tls;
 
 #[derive(Debug, Parser)]
 #[command(name = "bench-report")]
@@ -21,9 +23,10 @@ struct Args {
     /// Markdown file to write.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
-    /// The hand-kept log of what was tried and measured, appended as its own section.
+    /// Hand-kept markdown appended in order (repeatable): the cluster figures of the
+    /// separate scripts (bench/cluster.md), the log of what was tried (bench/tried.md).
     #[arg(long)]
-    tried: Option<PathBuf>,
+    tried: Vec<PathBuf>,
 }
 
 struct Results {
@@ -936,6 +939,9 @@ fn render(res: &Results) -> String {
     // (h)
     hls::render(&mut o, res);
 
+    // (i)
+    tls::render(&mut o, res);
+
     // nginx configuration.
     if let (Some(a), Some(b)) = (res.text("nginx-origin.conf"), res.text("nginx-edge.conf")) {
         let _ = writeln!(
@@ -986,7 +992,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("no results in {}", args.results.display());
     }
     let mut md = render(&res);
-    if let Some(path) = &args.tried {
+    for path in &args.tried {
         let log =
             std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         md.push_str(&log);
