@@ -5,26 +5,11 @@
 # percentiles and the node's CPU. Writes target/bench-locate/LOCATE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source deploy/local/deps.sh
-need etcd curl
-cargo build --release -p livecdn-origin -p livecdn-edge -p livecdn-bench
-bin=${CARGO_TARGET_DIR:-target}/release
 BASE=${BASE:-27000}
 RATE=${RATE:-5000}
 SECONDS_=${SECONDS_:-20}
 out=target/bench-locate
-mkdir -p "$out"
-data=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
-trap cleanup EXIT
-ETCD="http://127.0.0.1:$((BASE + 379))"
-etcd --name b --data-dir "$data/etcd" --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-  --listen-peer-urls "http://127.0.0.1:$((BASE + 380))" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 380))" \
-  --initial-cluster "b=http://127.0.0.1:$((BASE + 380))" >"$data/etcd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do curl -fsS "$ETCD/health" >/dev/null 2>&1 && break; sleep 0.1; done
+source bench/cluster-lib.sh
 dist="r0:r1=10,r0:r2=20,r1:r2=10"
 "$bin/origin" --node-id o --etcd "$ETCD" --region r0 --region-distance "$dist" \
   --rtmp-listen "127.0.0.1:$((BASE + 1))" --http-listen "127.0.0.1:$((BASE + 81))" \
@@ -37,11 +22,7 @@ for i in $(seq 0 8); do
     --api-listen "127.0.0.1:$((BASE + 190 + i))" --log warn >"$data/edge-$i.log" 2>&1 &
   pids+=($!)
 done
-for _ in $(seq 1 100); do
-  n=$(curl -fsS "http://127.0.0.1:$((BASE + 181))/api/v1/cluster/nodes" 2>/dev/null | grep -o '"role":"edge"' | wc -l || true)
-  [ "$n" -ge 9 ] && break
-  sleep 0.2
-done
+edges_in_view $((BASE + 181)) 9
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
 run() { # label path status

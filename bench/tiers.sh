@@ -6,26 +6,11 @@
 # percentiles of both. Writes target/bench-tiers/TIERS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source deploy/local/deps.sh
-need etcd curl
-cargo build --release -p livecdn-origin -p livecdn-edge -p livecdn-bench
-bin=${CARGO_TARGET_DIR:-target}/release
 BASE=${BASE:-28000}
 PLAYERS=${PLAYERS:-400}
 DURATION=${DURATION:-20}
 out=target/bench-tiers
-mkdir -p "$out"
-data=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; cp "$data"/*.log "$out/" 2>/dev/null || true; rm -rf "$data"; }
-trap cleanup EXIT
-ETCD="http://127.0.0.1:$((BASE + 379))"
-etcd --name b --data-dir "$data/etcd" --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
-  --listen-peer-urls "http://127.0.0.1:$((BASE + 380))" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 380))" \
-  --initial-cluster "b=http://127.0.0.1:$((BASE + 380))" >"$data/etcd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do curl -fsS "$ETCD/health" >/dev/null 2>&1 && break; sleep 0.1; done
+source bench/cluster-lib.sh
 node() { # binary id rtmp-port extra...
   local b=$1 id=$2 port=$3
   shift 3
@@ -37,11 +22,7 @@ node() { # binary id rtmp-port extra...
 node origin origin $((BASE + 1))
 node edge mid $((BASE + 10)) --tier 1
 for i in 1 2 3 4; do node edge "leaf$i" $((BASE + 10 + i)) --tier 2; done
-for _ in $(seq 1 100); do
-  n=$(curl -fsS "http://127.0.0.1:$((BASE + 201))/api/v1/cluster/nodes" 2>/dev/null | grep -o '"role":"edge"' | wc -l || true)
-  [ "$n" -ge 5 ] && break
-  sleep 0.2
-done
+edges_in_view $((BASE + 201)) 5
 origin_players() {
   curl -fsS "http://127.0.0.1:$((BASE + 101))/metrics" | awk '/^livecdn_media_players\{.*protocol="rtmp"/ {s += $2} END {print s + 0}'
 }

@@ -291,6 +291,24 @@ impl Watcher {
     }
 }
 
+/// Publishes `name` (with its query) on `addr` with the project's RTMP client within `within`:
+/// the publishing client, or the refusing status (code, description).
+pub async fn try_publish(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    within: Duration,
+) -> Result<Client, (String, String)> {
+    let mut c = Client::connect(addr, app).await.expect("connect");
+    match c.publish(name, Instant::now() + within).await {
+        Ok(()) => Ok(c),
+        Err(ClientEvent::Status {
+            code, description, ..
+        }) => Err((code, description)),
+        Err(other) => panic!("publish {app}/{name}: {other:?}"),
+    }
+}
+
 /// Waits until `node` serves `key` to a fresh RTMP player (a first video frame arrives);
 /// panics after 20 s.
 pub async fn wait_playable(node: &crate::NodeProc, key: &str) {

@@ -12,7 +12,7 @@ use common::admission::{sign_hmac, sign_tencent};
 use common::rtmp::ClientEvent;
 use harness::etcd::Etcd;
 use harness::hls::{get, resolve, wait_playlist};
-use harness::rtmp::{Client, Watcher, wait_playable};
+use harness::rtmp::{Client, Watcher, try_publish, wait_playable};
 use harness::{FfmpegPublisher, NodeProc, StreamSpec, binary, ffmpeg_play, wait_for};
 
 fn now() -> u64 {
@@ -34,22 +34,6 @@ fn livecdn_sign(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Publishes `name` (with its query) on `node` with the project's RTMP client: Ok, or the
-/// refusing (code, description).
-async fn try_publish(node: &NodeProc, app: &str, name: &str) -> Result<Client, (String, String)> {
-    let mut c = Client::connect(node.rtmp, app).await.expect("connect");
-    match c
-        .publish(name, Instant::now() + Duration::from_secs(5))
-        .await
-    {
-        Ok(()) => Ok(c),
-        Err(ClientEvent::Status {
-            code, description, ..
-        }) => Err((code, description)),
-        Err(other) => panic!("publish {app}/{name}: {other:?}"),
-    }
 }
 
 /// Plays `name` (with its query) on `node`: Ok, or the refusing (code, description).
@@ -98,7 +82,7 @@ async fn publish_needs_a_valid_token_of_any_key_of_the_app() {
         } else {
             format!("demo?{query}")
         };
-        let (code, description) = try_publish(&origin, "live", &name)
+        let (code, description) = try_publish(origin.rtmp, "live", &name, Duration::from_secs(5))
             .await
             .err()
             .unwrap_or_else(|| panic!("{what}: publish accepted"));
@@ -113,10 +97,15 @@ async fn publish_needs_a_valid_token_of_any_key_of_the_app() {
     }
     // An app without a key is refused too (auth on fails closed).
     let q = sign_hmac("first-key", "other", "demo", now() + 600);
-    let (code, _) = try_publish(&origin, "other", &format!("demo?{q}"))
-        .await
-        .err()
-        .expect("app without a key refused");
+    let (code, _) = try_publish(
+        origin.rtmp,
+        "other",
+        &format!("demo?{q}"),
+        Duration::from_secs(5),
+    )
+    .await
+    .err()
+    .expect("app without a key refused");
     assert_eq!(code, "NetStream.Publish.Unauthorized");
 
     // ffmpeg without a token: refused, and says why.
@@ -162,9 +151,14 @@ async fn publish_needs_a_valid_token_of_any_key_of_the_app() {
     ]);
     assert!(q.starts_with("txSecret=") && q.contains("&txTime="), "{q}");
     assert!(
-        try_publish(&origin, "live", &format!("tx?{q}"))
-            .await
-            .is_ok()
+        try_publish(
+            origin.rtmp,
+            "live",
+            &format!("tx?{q}"),
+            Duration::from_secs(5)
+        )
+        .await
+        .is_ok()
     );
 
     assert!(
@@ -202,7 +196,7 @@ async fn a_takeover_without_a_valid_token_leaves_publisher_and_viewers_alone() {
         } else {
             format!("mine?{query}")
         };
-        let (code, _) = try_publish(&b, "live", &name)
+        let (code, _) = try_publish(b.rtmp, "live", &name, Duration::from_secs(5))
             .await
             .err()
             .unwrap_or_else(|| panic!("{what}: takeover accepted"));

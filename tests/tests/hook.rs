@@ -9,9 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::admission::sign_hmac;
 use common::cluster::{EtcdConfig, EtcdRegistry, Registry};
-use common::rtmp::ClientEvent;
 use harness::etcd::Etcd;
-use harness::rtmp::{Client, wait_playable};
+use harness::rtmp::{Client, try_publish, wait_playable};
 use harness::{FfmpegPublisher, NodeProc, Scratch, StreamSpec, binary, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -167,22 +166,6 @@ fn parse_form(body: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Publishes `name` (with its query) with the project's RTMP client: Ok, or the refusing
-/// (code, description).
-async fn try_publish(addr: SocketAddr, app: &str, name: &str) -> Result<Client, (String, String)> {
-    let mut c = Client::connect(addr, app).await.expect("connect");
-    match c
-        .publish(name, Instant::now() + Duration::from_secs(30))
-        .await
-    {
-        Ok(()) => Ok(c),
-        Err(ClientEvent::Status {
-            code, description, ..
-        }) => Err((code, description)),
-        Err(other) => panic!("publish {app}/{name}: {other:?}"),
-    }
-}
-
 async fn inspect(etcd: &Etcd) -> Arc<EtcdRegistry> {
     let mut cfg = EtcdConfig::new(vec![etcd.endpoint.clone()]);
     cfg.lease_ttl = Duration::from_secs(2);
@@ -208,7 +191,7 @@ async fn on_publish_hook_allows_refuses_and_hears_the_nginx_rtmp_fields() {
     );
 
     // The key check comes first: without a token the hook is not even asked.
-    let (code, description) = try_publish(origin.rtmp, "live", "allowed")
+    let (code, description) = try_publish(origin.rtmp, "live", "allowed", Duration::from_secs(30))
         .await
         .err()
         .expect("no token: refused");
@@ -248,10 +231,15 @@ async fn on_publish_hook_allows_refuses_and_hears_the_nginx_rtmp_fields() {
     // A valid token but a hook that says 403: refused, with the RTMP code and a description,
     // and nothing is claimed in the cluster.
     let q = sign_hmac("k", "live", "denied", now() + 600);
-    let (code, description) = try_publish(origin.rtmp, "live", &format!("denied?{q}"))
-        .await
-        .err()
-        .expect("hook said no: refused");
+    let (code, description) = try_publish(
+        origin.rtmp,
+        "live",
+        &format!("denied?{q}"),
+        Duration::from_secs(30),
+    )
+    .await
+    .err()
+    .expect("hook said no: refused");
     assert_eq!(code, "NetStream.Publish.Unauthorized");
     assert!(
         description.contains("on_publish") && description.contains("403"),
@@ -329,7 +317,7 @@ async fn a_hook_that_never_answers_or_is_down_refuses_in_bounded_time() {
     .expect("write config");
     let origin = NodeProc::start(&["--config", config.to_str().expect("path")]);
     let asked = Instant::now();
-    let (code, description) = try_publish(origin.rtmp, "live", "demo")
+    let (code, description) = try_publish(origin.rtmp, "live", "demo", Duration::from_secs(30))
         .await
         .err()
         .expect("a silent hook refuses");
@@ -353,7 +341,7 @@ async fn a_hook_that_never_answers_or_is_down_refuses_in_bounded_time() {
     let down = format!("http://127.0.0.1:{}/on_publish", harness::free_port());
     let origin = NodeProc::start(&["--on-publish", &down]);
     let asked = Instant::now();
-    let (code, description) = try_publish(origin.rtmp, "live", "demo")
+    let (code, description) = try_publish(origin.rtmp, "live", "demo", Duration::from_secs(30))
         .await
         .err()
         .expect("a hook that is down refuses");
@@ -391,7 +379,7 @@ async fn hook_calls_in_flight_are_bounded() {
     }
     // ...so the next one is refused at once, without a call.
     let asked = Instant::now();
-    let (code, description) = try_publish(origin.rtmp, "live", "one-more")
+    let (code, description) = try_publish(origin.rtmp, "live", "one-more", Duration::from_secs(30))
         .await
         .err()
         .expect("over the bound: refused");
