@@ -69,7 +69,7 @@ impl Identity {
         }
         let key = stream_key(&record.app, &record.name);
         let nodes = view.nodes_shared();
-        common::locate::choose(&self.region, &key, &nodes, &self.config, 1)
+        common::locate::choose_for_players(&self.region, &key, &nodes, &self.config, 1)
             .first()
             .is_some_and(|c| c.node_id == self.node_id)
     }

@@ -28,6 +28,14 @@ async fn leaves_pull_through_one_mid_edge() {
     });
     let (_, nodes) = origin.api_get("/api/v1/cluster/nodes");
     assert!(nodes.contains("\"tier\":2"), "{nodes}");
+    // The locator sends players to the leaves, not to the mid edge that feeds them.
+    for _ in 0..8 {
+        let (status, body) = origin.http_get("/api/v1/locate/live/tree");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let edge = v["edge"].as_str().unwrap_or_default();
+        assert!(leaves.iter().any(|l| l.node_id == edge), "{body}");
+    }
 
     let _publisher = FfmpegPublisher::start(&origin.rtmp_url("live/tree"), StreamSpec::default());
     wait_playable(&origin, "live/tree").await;

@@ -134,6 +134,37 @@ pub fn choose(
     )
 }
 
+/// Where players go: [`choose`] among the edges of the outermost tier (the highest tier number
+/// of any edge in `nodes`: with tiers, players belong on the leaves and the inner tiers feed
+/// them), or among every edge when none of that tier is eligible.
+pub fn choose_for_players(
+    client_region: &str,
+    stream_key: &str,
+    nodes: &[NodeRecord],
+    cfg: &LocateConfig,
+    max: usize,
+) -> Vec<Choice> {
+    let outer = nodes
+        .iter()
+        .filter(|n| n.role == Role::Edge as i32)
+        .map(|n| n.tier)
+        .max();
+    if let Some(tier) = outer {
+        let leaves = choose_in(
+            Filter::tier(tier),
+            client_region,
+            stream_key,
+            nodes,
+            cfg,
+            max,
+        );
+        if !leaves.is_empty() {
+            return leaves;
+        }
+    }
+    choose(client_region, stream_key, nodes, cfg, max)
+}
+
 /// [`choose`] among the edges `filter` lets through (a tier-n edge looking for its parent in
 /// tier n-1 uses the same hashing, so a stream enters each tier through few edges).
 ///

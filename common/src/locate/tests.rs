@@ -259,6 +259,35 @@ fn a_tier_filter_keeps_one_tier() {
 }
 
 #[test]
+fn players_go_to_the_outermost_tier_while_it_has_room() {
+    let mut leaf = edge("leaf", "a", 0);
+    leaf.tier = 2;
+    let nodes = vec![edge("mid", "a", 0), leaf.clone()];
+    let cfg = LocateConfig::default();
+    assert_eq!(
+        ids(&choose_for_players("a", "live/x", &nodes, &cfg, 5)),
+        ["leaf"]
+    );
+    // The leaf full (or draining): players go to the mid edge rather than nowhere.
+    leaf.capacity_players = 1;
+    leaf.load = Some(crate::cluster::NodeLoad {
+        players: 1,
+        ..Default::default()
+    });
+    let nodes = vec![edge("mid", "a", 0), leaf];
+    assert_eq!(
+        ids(&choose_for_players("a", "live/x", &nodes, &cfg, 5)),
+        ["mid"]
+    );
+    // Without tiers it is `choose`.
+    let flat = vec![edge("e1", "a", 0), edge("e2", "a", 0)];
+    assert_eq!(
+        choose_for_players("a", "live/x", &flat, &cfg, 5),
+        choose("a", "live/x", &flat, &cfg, 5)
+    );
+}
+
+#[test]
 fn a_region_without_eligible_edges_falls_back_to_the_nearest() {
     let mut gone = edge("a1", "a", 0);
     gone.draining = true;

@@ -141,7 +141,7 @@ impl Locator {
         let key = crate::cluster::stream_key(app, name);
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         sent.refresh(self.view.nodes_shared());
-        let choices = crate::locate::choose(
+        let choices = crate::locate::choose_for_players(
             region,
             &key,
             &sent.nodes,
