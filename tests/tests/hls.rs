@@ -179,6 +179,12 @@ fn cold_edge_serves_hls_that_ffmpeg_decodes_and_lets_the_upstream_go() {
     let part = fetch(edge.http, "GET", &seg, &[("Range", "bytes=10-19")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.body, whole.body[10..20]);
+    // Media went out with sendfile from memfds, not copied from user space (and decoded
+    // above, byte for byte what the segmenter muxed).
+    assert!(
+        edge.metric("livecdn_net_sendfile_bytes_total", "") > 0.0,
+        "segments are sent with sendfile"
+    );
     let head = fetch(edge.http, "HEAD", &seg, &[]);
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());

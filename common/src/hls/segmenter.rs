@@ -73,13 +73,24 @@ pub struct Segment {
     /// Bytes of samples that are not slices of the parts (tracks fMP4 does not package).
     unshared: usize,
     ts: OnceLock<Bytes>,
+    /// Where the MPEG-TS form is kept once muxed (see `Segmenter::set_store`).
+    store: Option<Store>,
 }
+
+/// Moves a muxed buffer to where it will be served from (e.g. a memfd that `sendfile` can
+/// send without a copy); the bytes must stay the same.
+pub type Store = fn(Bytes) -> Bytes;
 
 impl Segment {
     /// The segment as MPEG-TS, muxed on first request and then shared.
     pub fn ts(&self) -> &Bytes {
-        self.ts
-            .get_or_init(|| crate::ts::mux_segment(&self.init.tracks, &self.samples))
+        self.ts.get_or_init(|| {
+            let ts = crate::ts::mux_segment(&self.init.tracks, &self.samples);
+            match self.store {
+                Some(store) => store(ts),
+                None => ts,
+            }
+        })
     }
 
     /// The segment as fMP4: its parts' bytes, in order (shared, not copied).
@@ -202,6 +213,8 @@ pub struct Segmenter {
     last_lead_dts: Option<u64>,
     /// The next lead sample ends the node's first segment (see `primed`).
     split_first: bool,
+    /// Where muxed parts and TS segments are moved (see `set_store`).
+    store: Option<Store>,
     /// Bumped whenever what a playlist lists may have changed (see `generation`).
     generation: u64,
 }
@@ -224,8 +237,15 @@ impl Segmenter {
             samples_since_header: false,
             last_lead_dts: None,
             split_first: false,
+            store: None,
             generation: 0,
         }
+    }
+
+    /// Every part and MPEG-TS segment muxed from now on goes through `store` (the serving
+    /// layer's allocator; the segmenter stays free of I/O).
+    pub fn set_store(&mut self, store: Store) {
+        self.store = Some(store);
     }
 
     pub fn config(&self) -> &HlsConfig {
@@ -412,6 +432,10 @@ impl Segmenter {
         let index = open.parts.len() as u64;
         let sequence = (open.msn.wrapping_mul(1000).wrapping_add(index)) as u32;
         let data = crate::fmp4::fragment(&open.init.tracks, sequence, samples);
+        let data = match self.store {
+            Some(store) => store(data),
+            None => data,
+        };
         crate::fmp4::share_payloads(&open.init.tracks, &data, samples);
         open.unshared += samples
             .iter()
@@ -468,6 +492,7 @@ impl Segmenter {
             samples: open.samples,
             unshared: open.unshared,
             ts: OnceLock::new(),
+            store: self.store,
         };
         self.next_msn = Some(segment.msn + 1);
         self.segments.push_back(Arc::new(segment));

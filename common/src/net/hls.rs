@@ -187,7 +187,12 @@ fn packager<N: Node>(ctx: &Arc<NetContext<N>>, req: &PlayRequest, peer: IpAddr) 
         return s.clone();
     }
     let stream = Arc::new(HlsStream {
-        seg: Mutex::new(Segmenter::new(ctx.hls_options.segmenter.clone())),
+        seg: Mutex::new({
+            let mut seg = Segmenter::new(ctx.hls_options.segmenter.clone());
+            // Parts and TS segments in memfds: plaintext HTTP/1 sends them with sendfile.
+            seg.set_store(super::zerocopy::store);
+            seg
+        }),
         changed: watch::channel(0).0,
         stopped: Mutex::new(None),
         last_request: AtomicU64::new(0),

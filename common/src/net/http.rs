@@ -414,7 +414,7 @@ async fn serve_conn(
             let h2 = tokio::time::timeout(header, sniff_h2(&sock))
                 .await
                 .map_err(|_| HttpConnError::HeaderTimeout)??;
-            drive(sock, h2, svc, opts, shutdown).await
+            drive(super::zerocopy::ZeroCopyTcp(sock), h2, svc, opts, shutdown).await
         }
     }
 }

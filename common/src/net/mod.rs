@@ -12,6 +12,7 @@ pub mod locate;
 pub mod pull;
 pub mod rtmp;
 pub mod tls;
+pub mod zerocopy;
 
 use std::future::Future;
 use std::sync::Arc;
