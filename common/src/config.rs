@@ -289,17 +289,10 @@ fn parse_prewarm(s: &str) -> Result<(String, Vec<String>), String> {
 impl LocateArgs {
     /// The chooser's settings; an error names the bad option.
     pub fn locate_config(&self) -> Result<crate::locate::LocateConfig, String> {
-        if !(self.locate_epsilon.is_finite() && self.locate_epsilon >= 0.0) {
-            return Err(format!(
-                "--locate-epsilon {}: must be a number >= 0",
-                self.locate_epsilon
-            ));
-        }
-        Ok(crate::locate::LocateConfig {
-            epsilon: self.locate_epsilon,
-            distances: crate::locate::RegionDistances::parse(&self.region_distance)
-                .map_err(|e| format!("--region-distance: {e}"))?,
-        })
+        let distances = crate::locate::RegionDistances::parse(&self.region_distance)
+            .map_err(|e| format!("--region-distance: {e}"))?;
+        crate::locate::LocateConfig::new(self.locate_epsilon, distances)
+            .map_err(|e| format!("--locate-epsilon: {e}"))
     }
 
     /// The regions whose edges pre-warm streams of `app` by this node's rules.

@@ -23,13 +23,7 @@ const MIB: u64 = 1024 * 1024;
 
 /// VmRSS of `pid` in bytes (0 once it is gone).
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    kib * 1024
+    harness::rss_kib(pid) * 1024
 }
 
 /// Samples the RSS of `pid` every 20 ms in the background; `stop` returns the peak.

@@ -4,8 +4,6 @@
 //! answers within the lease TTL, a draining one at once; a pre-warmed stream is pulled by the
 //! chosen edge before any player comes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use harness::etcd::Etcd;
@@ -81,41 +79,6 @@ fn chosen(answer: &serde_json::Value) -> String {
     answer["edge"].as_str().expect("edge").to_string()
 }
 
-/// GET `path` on `addr`: (status, head lines lowercased by name, as sent).
-fn head(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let head = text
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head)
-}
-
-fn location(head: &str) -> String {
-    head.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("location")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_are_sent_to_an_edge_of_their_region() {
     let c = Cluster::start(&[], &[]);
@@ -179,9 +142,9 @@ async fn players_are_sent_to_an_edge_of_their_region() {
         ("/locate/live/near.m3u8?region=a", "/live/near.m3u8"),
         ("/locate/live/near?t=1&region=a", "/live/near?t=1"),
     ] {
-        let (status, h) = head(c.origin.http, path);
-        assert_eq!(status, 302, "{path}: {h}");
-        let to = location(&h);
+        let r = harness::hls::fetch(c.origin.http, "GET", path, &[]);
+        assert_eq!(r.status, 302, "{path}: {:?}", r.headers);
+        let to = r.header("location").unwrap_or_default().to_string();
         assert!(
             a_http.iter().any(|base| to == format!("{base}{want}")),
             "{path} -> {to}"
