@@ -12,6 +12,8 @@ pub mod metric {
     pub const CONNECTIONS_ACCEPTED: &str = "livecdn_net_connections_accepted_total";
     /// Counter {protocol, reason}: connections refused at accept (limit, draining).
     pub const CONNECTIONS_REFUSED: &str = "livecdn_net_connections_refused_total";
+    /// Gauge: connections open on the public listeners (the `net.max_connections` budget in use).
+    pub const CONNECTIONS_OPEN: &str = "livecdn_net_connections_open";
     /// Counter {protocol, reason}: connections ended by an error (bad input, timeouts...).
     pub const CONNECTION_ERRORS: &str = "livecdn_net_connection_errors_total";
     /// Counter {protocol}: bytes received from publishers and upstreams.

@@ -179,12 +179,22 @@ async fn one_budget_covers_http_and_rtmp() {
         "60s",
     ]);
     assert!(rtmp_answers(node.rtmp), "rtmp works before");
-    let held: Vec<TcpStream> = (0..50).map(|_| slowloris("127.0.0.1", node.http)).collect();
-    // Once the node has accepted the 50 (on a busy machine that takes a moment).
+    // The gauge of the budget in use, read on the API listener (outside the budget).
+    let open = || node_metric_api(&node, "livecdn_net_connections_open");
     wait_for(
-        "rtmp refused while HTTP holds the budget",
+        "the probe's place given back",
         Duration::from_secs(10),
-        || !rtmp_answers(node.rtmp),
+        || open() == 0.0,
+    );
+    let held: Vec<TcpStream> = (0..50).map(|_| slowloris("127.0.0.1", node.http)).collect();
+    wait_for(
+        "the 50 HTTP connections hold the budget",
+        Duration::from_secs(10),
+        || open() == 50.0,
+    );
+    assert!(
+        !rtmp_answers(node.rtmp),
+        "rtmp refused while HTTP holds the budget"
     );
     // The API listener is not part of the public budget: operators still get in.
     let (status, _) = node.api_get("/healthz");
@@ -196,14 +206,18 @@ async fn one_budget_covers_http_and_rtmp() {
     assert!(node.metric("livecdn_net_connections_refused_total", "limit") >= 1.0);
 }
 
+/// Sum of the samples of `name` on `node`'s API listener (outside the public budget).
+fn node_metric_api(node: &NodeProc, name: &str) -> f64 {
+    let (_, body) = node.api_get("/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The node's RSS in bytes.
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
+    harness::rss_kib(pid) * 1024
 }
 
 /// Accepts any server certificate (the memory test only needs the handshake done).

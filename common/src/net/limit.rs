@@ -137,6 +137,7 @@ impl ConnBudget {
             }
             *n += 1;
         }
+        metrics::gauge!(crate::telemetry::metric::CONNECTIONS_OPEN).increment(1.0);
         Ok(ConnPermit {
             budget: self.clone(),
             ip,
@@ -158,6 +159,7 @@ impl Drop for ConnPermit {
             }
         }
         b.total.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(crate::telemetry::metric::CONNECTIONS_OPEN).decrement(1.0);
     }
 }
 
