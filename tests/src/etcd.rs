@@ -26,6 +26,17 @@ pub struct Etcd {
     proc: Option<Proc>,
 }
 
+/// A test node's flags: `endpoints`, a 2 s lease (unless `extra` sets one), 1 s load updates,
+/// then `extra`.
+fn node_args<'a>(endpoints: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--etcd", endpoints, "--load-interval", "1s"];
+    if !extra.contains(&"--etcd-lease-ttl") {
+        args.extend(["--etcd-lease-ttl", "2s"]);
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
 impl Etcd {
     /// Starts etcd and waits until it reports healthy.
     pub fn start() -> Etcd {
@@ -141,19 +152,10 @@ fn healthy(addr: SocketAddr) -> bool {
 }
 
 impl Etcd {
-    /// A node of `binary` (origin or edge) registered here with a 2 s lease and 1 s load
-    /// updates, plus `extra` flags.
+    /// A node of `binary` (origin or edge) registered here with a 2 s lease (unless `extra`
+    /// sets one) and 1 s load updates, plus `extra` flags.
     pub fn node(&self, binary: &str, extra: &[&str]) -> crate::NodeProc {
-        let mut args = vec![
-            "--etcd",
-            &self.endpoint,
-            "--etcd-lease-ttl",
-            "2s",
-            "--load-interval",
-            "1s",
-        ];
-        args.extend_from_slice(extra);
-        crate::NodeProc::spawn(binary, &args)
+        crate::NodeProc::spawn(binary, &node_args(&self.endpoint, extra))
     }
 }
 
@@ -336,16 +338,7 @@ impl EtcdCluster {
         extra: &[&str],
     ) -> crate::NodeProc {
         let endpoints = self.endpoints();
-        let mut args = vec![
-            "--etcd",
-            &endpoints,
-            "--etcd-lease-ttl",
-            "2s",
-            "--load-interval",
-            "1s",
-        ];
-        args.extend_from_slice(extra);
-        crate::NodeProc::spawn_in(binary, bind, prefix, &args)
+        crate::NodeProc::spawn_in(binary, bind, prefix, &node_args(&endpoints, extra))
     }
 }
 

@@ -41,7 +41,8 @@ pub struct EtcdConfig {
     pub endpoints: Vec<String>,
     /// Key prefix of this cluster (default `/livecdn/v1`).
     pub prefix: String,
-    /// Lease TTL: keys vanish this long after the node stops renewing (default 5 s, whole seconds).
+    /// Lease TTL: keys vanish at most this long after the node stops renewing (from 3 s, see
+    /// `ttl_secs`; default 5 s, whole seconds).
     pub lease_ttl: Duration,
     /// Bound of every single etcd call (default 2 s).
     pub op_timeout: Duration,
@@ -224,9 +225,15 @@ impl CallError {
     }
 }
 
+/// The lease TTL asked of etcd, in whole seconds. etcd revokes expired leases on a 500 ms tick
+/// and watchers hear of it after that, so a lease of exactly `lease_ttl` would leave a dead
+/// node's keys visible for up to `lease_ttl` + 0.5 s. From 3 s up the node asks for one second
+/// less, which makes `lease_ttl` the bound on how long a dead node's keys outlive it (below
+/// that, etcd's own 2 s minimum wins).
 fn ttl_secs(config: &EtcdConfig) -> i64 {
     let ms = config.lease_ttl.as_millis().max(1);
-    i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX)
+    let secs = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX);
+    if secs >= 3 { secs - 1 } else { secs }
 }
 
 fn decode_stream(key: &str, bytes: &[u8]) -> Result<StreamRecord, RegistryError> {
@@ -599,7 +606,7 @@ impl Inner {
 }
 
 async fn keep_alive_task(inner: Arc<Inner>) {
-    let ttl = inner.config.lease_ttl;
+    let ttl = Duration::from_secs(ttl_secs(&inner.config).unsigned_abs());
     let tick = (ttl / 3).max(Duration::from_millis(100));
     let retry = (ttl / 5).max(Duration::from_millis(100));
     let mut keeper = None;
@@ -1033,9 +1040,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ttl_rounds_up_to_whole_seconds() {
+    fn ttl_rounds_up_to_whole_seconds_less_the_expiry_tick() {
         let mut c = EtcdConfig::default();
-        assert_eq!(ttl_secs(&c), 5);
+        assert_eq!(ttl_secs(&c), 4);
+        c.lease_ttl = Duration::from_millis(2500);
+        assert_eq!(ttl_secs(&c), 2);
+        c.lease_ttl = Duration::from_secs(2);
+        assert_eq!(ttl_secs(&c), 2);
         c.lease_ttl = Duration::from_millis(1500);
         assert_eq!(ttl_secs(&c), 2);
         c.lease_ttl = Duration::ZERO;
