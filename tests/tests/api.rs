@@ -127,9 +127,11 @@ async fn json_api_lists_exactly_what_exists_and_kicks_one_client() {
                 == Some(2)
         },
     );
-    // Bitrates are measured over a window: give it a few samples.
-    wait_for("a measured bitrate", Duration::from_secs(10), || {
-        json(&edge, "/api/v1/streams/live/api")["bitrate_in_bps"].as_u64() > Some(10_000)
+    // Bitrates are measured over a window: give it a few samples (what the fan-out writes
+    // to players directly is booked once a second).
+    wait_for("measured bitrates", Duration::from_secs(10), || {
+        let s = json(&edge, "/api/v1/streams/live/api");
+        s["bitrate_in_bps"].as_u64() > Some(10_000) && s["bitrate_out_bps"].as_u64() > Some(10_000)
     });
 
     let streams = json(&edge, "/api/v1/streams");

@@ -18,5 +18,5 @@ pub use codec::{
 };
 pub use tag::{
     FlvError, FlvHeader, FlvReader, FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, encode_tag,
-    file_header, frame_from_message, tag_bytes,
+    file_header, flv_wire, frame_from_message,
 };

@@ -21,8 +21,8 @@ const MAX_HEADER_LEN: u32 = 1024;
 
 /// FLV file header (signature, version 1, audio+video flags, header size 9) followed by
 /// PreviousTagSize0 = 0: 13 bytes.
-pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
-    let flags = (u8::from(has_audio) << 2) | u8::from(has_video);
+pub const fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
+    let flags = ((has_audio as u8) << 2) | has_video as u8;
     [b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0]
 }
 
@@ -89,13 +89,18 @@ fn write_tag(tag_type: u8, timestamp_ms: u32, payload: &[u8], out: &mut BytesMut
     }
     let size = payload.len() as u32;
     out.reserve(TAG_HEADER_LEN + payload.len() + 4);
+    put_tag_header(tag_type, timestamp_ms, size, out);
+    out.put_slice(payload);
+    out.put_u32(size + TAG_HEADER_LEN as u32);
+}
+
+/// Type, 24-bit size, 24-bit timestamp + 8-bit extension, stream id 0.
+fn put_tag_header(tag_type: u8, timestamp_ms: u32, size: u32, out: &mut BytesMut) {
     out.put_u8(tag_type);
     out.put_slice(&size.to_be_bytes()[1..]);
     out.put_slice(&timestamp_ms.to_be_bytes()[1..]);
     out.put_u8((timestamp_ms >> 24) as u8);
     out.put_slice(&[0, 0, 0]);
-    out.put_slice(payload);
-    out.put_u32(size + TAG_HEADER_LEN as u32);
 }
 
 impl FlvTag {
@@ -110,14 +115,20 @@ impl FlvTag {
     }
 }
 
-/// The tag bytes through the frame's shared slot (built once per frame and shared by every
-/// HTTP-FLV player).
-pub fn tag_bytes(frame: &MediaFrame) -> &Bytes {
-    frame.wire(WireSlot::Flv, |f| {
-        let mut out = BytesMut::with_capacity(TAG_HEADER_LEN + f.payload.len() + 4);
-        encode_tag(f, &mut out);
+/// A frame's FLV tag for every HTTP-FLV player, in three parts: the tag header, the frame's
+/// own payload (no copy) and the PreviousTagSize after it. The two small parts are built once
+/// per frame (the frame's wire slots) and shared.
+pub fn flv_wire(frame: &MediaFrame) -> [&Bytes; 3] {
+    let size = frame.payload.len().min(MAX_TAG_BODY) as u32;
+    let header = frame.wire(WireSlot::FlvHeader, |f| {
+        let mut out = BytesMut::with_capacity(TAG_HEADER_LEN);
+        put_tag_header(tag_type(f.kind), f.timestamp_ms, size, &mut out);
         out.freeze()
-    })
+    });
+    let trailer = frame.wire(WireSlot::FlvTrailer, |_| {
+        Bytes::copy_from_slice(&(size + TAG_HEADER_LEN as u32).to_be_bytes())
+    });
+    [header, &frame.payload, trailer]
 }
 
 /// One tag read from an FLV stream.

@@ -20,11 +20,13 @@ pub enum FrameKind {
 pub enum WireSlot {
     /// RTMP chunked message as sent to players (fixed chunk size and chunk stream ids).
     Rtmp = 0,
-    /// FLV tag with its trailing PreviousTagSize.
-    Flv = 1,
+    /// FLV tag header (the payload follows it unchanged).
+    FlvHeader = 1,
+    /// FLV PreviousTagSize after the payload.
+    FlvTrailer = 2,
 }
 
-const WIRE_SLOTS: usize = 2;
+const WIRE_SLOTS: usize = 3;
 
 /// One media message. `payload` is the FLV/RTMP message body (tag header byte(s) included),
 /// passed through untouched.
@@ -93,12 +95,12 @@ mod tests {
         let f = MediaFrame::new(FrameKind::Video, 40, true, false, Bytes::from_static(b"x"));
         let mut calls = 0;
         let a = f
-            .wire(WireSlot::Flv, |_| {
+            .wire(WireSlot::FlvHeader, |_| {
                 calls += 1;
                 Bytes::from_static(b"tag")
             })
             .clone();
-        let b = f.wire(WireSlot::Flv, |_| unreachable!()).clone();
+        let b = f.wire(WireSlot::FlvHeader, |_| unreachable!()).clone();
         assert_eq!(calls, 1);
         assert_eq!(a, b);
         assert_eq!(a.as_ptr(), b.as_ptr());

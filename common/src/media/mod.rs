@@ -9,7 +9,7 @@ mod tests;
 
 pub use frame::{FrameKind, MediaFrame, WireSlot};
 pub use hub::{Hub, HubConfig, HubError, Publisher, Stream, StreamSnapshot, StreamStats};
-pub use subscriber::{CloseReason, DirectSink, Subscriber, WireFn};
+pub use subscriber::{CloseReason, DirectSink, Subscriber, WireFn, unwritten_wire};
 
 /// Locks a mutex, ignoring poisoning: the data under our locks stays consistent even if a
 /// holder panicked mid-way (every critical section is a few assignments).

@@ -58,9 +58,26 @@ pub trait DirectSink: Send + Sync {
     fn touch(&self) {}
 }
 
-/// A protocol's wire form of a frame, in up to two parts (either may be empty): a header and
-/// the frame's own payload need no copy.
-pub type WireFn = for<'a> fn(&'a MediaFrame) -> [&'a Bytes; 2];
+/// A protocol's wire form of a frame, in up to three parts (any may be empty): a header, the
+/// frame's own payload (no copy) and a trailer.
+pub type WireFn = for<'a> fn(&'a MediaFrame) -> [&'a Bytes; 3];
+
+/// Appends the wire forms of `frames` minus their first `written` bytes (what a direct write
+/// already sent of them: see `Subscriber::recv`).
+pub fn unwritten_wire(
+    bufs: &mut Vec<Bytes>,
+    frames: &[Arc<MediaFrame>],
+    mut written: usize,
+    wire: WireFn,
+) {
+    for part in frames.iter().flat_map(|f| wire(f)) {
+        let skip = written.min(part.len());
+        written -= skip;
+        if skip < part.len() {
+            bufs.push(part.slice(skip..));
+        }
+    }
+}
 
 /// A socket lent to the fan-out, and the wire form its protocol writes.
 struct Direct {
@@ -352,7 +369,7 @@ impl Queue {
             self.direct = false;
             return false;
         }
-        let mut slices = [IoSlice::new(&[]); 2 * BATCH_MAX];
+        let mut slices = [IoSlice::new(&[]); 3 * BATCH_MAX];
         let mut total = 0;
         let mut count = 0;
         for part in batch.iter().flat_map(|f| wire(f)) {

@@ -753,8 +753,8 @@ impl MemSink {
 static NOTHING: Bytes = Bytes::new();
 
 /// The wire form `MemSink` is lent with: the payload alone.
-fn mem_wire(frame: &MediaFrame) -> [&Bytes; 2] {
-    [&frame.payload, &NOTHING]
+fn mem_wire(frame: &MediaFrame) -> [&Bytes; 3] {
+    [&frame.payload, &NOTHING, &NOTHING]
 }
 
 impl super::DirectSink for MemSink {

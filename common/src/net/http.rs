@@ -2,19 +2,17 @@
 //! `/{app}/{name}/...`, the player page at `/{app}/{name}`), `/healthz`, JSON errors, and the
 //! server of every HTTP listener: a task per connection, TLS for HTTPS, a header timeout, an
 //! idle timeout, bounded bodies, writes that fail when they stall, the node's connection
-//! budget. Must not build FLV itself: that is `flv`.
+//! budget. Must not build FLV itself: that is `flv` (and HTTP-FLV plays are `net::flv`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
-use futures::stream;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -24,12 +22,10 @@ use tracing::{debug, warn};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::clients::{ClientGuard, ClientRole, Egress};
+use super::clients::ClientRole;
 use super::io::{IdleTimeout, StallTimeout};
 use super::limit::ConnBudget;
 use super::{NetContext, Node, PlayRequest, Refusal};
-use crate::flv;
-use crate::media::{CloseReason, MediaFrame, Subscriber};
 use crate::telemetry::metric;
 
 /// A JSON error body: `{"status": 404, "reason": "..."}`.
@@ -91,6 +87,7 @@ async fn play_file<N: Node>(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     Path((app, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    takeover: Option<Extension<super::flv::Takeover>>,
     headers: HeaderMap,
 ) -> Response {
     let query = query.unwrap_or_default();
@@ -135,7 +132,15 @@ async fn play_file<N: Node>(
                 req.key(),
                 req.peer.clone(),
             );
-            flv_response(sub, client, ctx.limits.batch_frames, asked)
+            let play = super::flv::FlvPlay { sub, client, asked };
+            match takeover {
+                // The connection plays it (see `flv`).
+                Some(Extension(slot)) => {
+                    slot.put(play);
+                    super::flv::play_head(Body::empty())
+                }
+                None => super::flv::body_response(play, ctx.limits.batch_frames),
+            }
         }
         Err(r) => {
             metrics::counter!(metric::PLAYS_REFUSED, "protocol" => "http-flv", "reason" => r.reason)
@@ -210,75 +215,6 @@ fn js_escape(s: &str) -> String {
             c => c.to_string(),
         })
         .collect()
-}
-
-struct FlvBody {
-    sub: Subscriber,
-    client: ClientGuard,
-    /// Made once (see the RTMP play loop): resolves when the client is kicked.
-    kicked: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-    frames: Vec<Arc<MediaFrame>>,
-    pending: std::collections::VecDeque<Bytes>,
-    batch: usize,
-    first_frame: Option<Instant>,
-    _gauge: metric::GaugeGuard,
-}
-
-fn flv_response(sub: Subscriber, client: ClientGuard, batch: usize, asked: Instant) -> Response {
-    let _ = client.info.egress.set(Egress {
-        counter: metrics::counter!(metric::BYTES_SENT, "protocol" => "http-flv"),
-        stream: sub.stream().clone(),
-        direct: None,
-    });
-    let mut pending = std::collections::VecDeque::new();
-    pending.push_back(Bytes::copy_from_slice(&flv::file_header(true, true)));
-    let state = FlvBody {
-        sub,
-        kicked: Box::pin(client.info.kick.clone().cancelled_owned()),
-        client,
-        frames: Vec::with_capacity(batch),
-        pending,
-        batch,
-        first_frame: Some(asked),
-        _gauge: metric::GaugeGuard::new(metrics::gauge!(metric::PLAYERS, "protocol" => "http-flv")),
-    };
-    let body = stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(b) = st.pending.pop_front() {
-                st.client.info.book_egress(b.len() as u64);
-                return Some((Ok::<Bytes, std::io::Error>(b), st));
-            }
-            let got = tokio::select! {
-                r = st.sub.recv(&mut st.frames, st.batch) => r,
-                _ = &mut st.kicked => {
-                    metrics::counter!(metric::CLIENTS_KICKED, "reason" => "api").increment(1);
-                    return None;
-                }
-            };
-            match got {
-                // No direct sink here: nothing was written ahead.
-                Ok(_) => {
-                    if let Some(t) = st.first_frame.take() {
-                        metrics::histogram!(metric::FIRST_FRAME, "protocol" => "http-flv")
-                            .record(t.elapsed().as_secs_f64());
-                    }
-                    for f in st.frames.drain(..) {
-                        st.pending.push_back(flv::tag_bytes(&f).clone());
-                    }
-                }
-                Err(CloseReason::TooSlow) => {
-                    return Some((Err(std::io::Error::other("player too slow")), st));
-                }
-                Err(_) => return None,
-            }
-        }
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "video/x-flv")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| json_error(500, "response"))
 }
 
 /// The peer address of an HTTP connection, for handlers (`ConnectInfo<PeerAddr>`).
@@ -400,7 +336,7 @@ async fn serve_conn(
     shutdown: CancellationToken,
 ) -> Result<(), HttpConnError> {
     let header = opts.limits.http_header_timeout;
-    let svc = service(router, peer, opts.max_body);
+    let svc = service(router.clone(), peer, opts.max_body);
     match &opts.tls {
         Some(acceptor) => {
             let tls = tokio::time::timeout(header, acceptor.accept(sock))
@@ -414,6 +350,20 @@ async fn serve_conn(
             let h2 = tokio::time::timeout(header, sniff_h2(&sock))
                 .await
                 .map_err(|_| HttpConnError::HeaderTimeout)??;
+            if !h2 {
+                // An HTTP-FLV play as the first request: the connection is the player's.
+                let mut head = [0u8; super::flv::TAKEOVER_HEAD_MAX];
+                let n = sock.peek(&mut head).await?;
+                if let Some((len, req)) = super::flv::takeover_request(&head[..n]) {
+                    let conn = super::flv::TakeoverConn {
+                        peer,
+                        write_timeout: opts.limits.write_timeout,
+                        batch: opts.limits.batch_frames,
+                        shutdown,
+                    };
+                    return Ok(super::flv::serve_taken_over(sock, len, req, router, conn).await?);
+                }
+            }
             drive(super::zerocopy::ZeroCopyTcp(sock), h2, svc, opts, shutdown).await
         }
     }

@@ -2,6 +2,7 @@
 //! client and the HTTP routes. What a node does with a publish or a play is behind `Node`.
 
 pub mod clients;
+pub mod flv;
 pub mod forward;
 pub mod hls;
 pub mod hook;

@@ -16,7 +16,9 @@ use super::clients::{ClientInfo, ClientRole, Egress};
 use super::io::{SharedStream, StallTimeout, Transport, write_all_vectored};
 use super::{NetContext, Node, PlayRequest, PublishRequest, Refusal};
 use crate::flv;
-use crate::media::{CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot};
+use crate::media::{
+    CloseReason, FrameKind, MediaFrame, Publisher, Subscriber, WireSlot, unwritten_wire,
+};
 use crate::rtmp::chunk::{encode_first_header, encode_message};
 use crate::rtmp::message::type_id;
 use crate::rtmp::{
@@ -75,8 +77,8 @@ fn csid_and_type(kind: FrameKind) -> (u32, u8) {
 
 /// The RTMP message a frame becomes for every player, in two parts built once per frame: its
 /// chunk header and its payload when it fits one chunk, else the whole chunked message and
-/// nothing.
-pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 2] {
+/// nothing (and never a trailer).
+pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 3] {
     let single = frame.payload.len() <= PLAY_CHUNK_SIZE as usize;
     let first = frame.wire(WireSlot::Rtmp, |f| {
         let (csid, tid) = csid_and_type(f.kind);
@@ -96,7 +98,11 @@ pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 2] {
         }
         out.freeze()
     });
-    [first, if single { &frame.payload } else { &NO_BYTES }]
+    [
+        first,
+        if single { &frame.payload } else { &NO_BYTES },
+        &NO_BYTES,
+    ]
 }
 
 /// Accepts RTMP connections (RTMPS with `tls`) until shutdown; each runs in its own task
@@ -514,7 +520,7 @@ async fn play_loop<N: Node, T: Transport>(
         let written = sub.try_recv(&mut frames, 0);
         if written > 0 {
             let mut bufs = Vec::new();
-            push_wire_after(&mut bufs, &frames, written);
+            unwritten_wire(&mut bufs, &frames, written, rtmp_wire);
             // Bounded by the socket's stall timeout.
             let _ = write_all_vectored(&mut conn.sock, &bufs).await;
             let _ = conn.sock.flush().await;
@@ -522,17 +528,6 @@ async fn play_loop<N: Node, T: Transport>(
     }
     client.book_egress(0);
     result
-}
-
-/// Appends the RTMP wire forms of `frames` minus their first `written` bytes.
-fn push_wire_after(bufs: &mut Vec<Bytes>, frames: &[Arc<MediaFrame>], mut written: usize) {
-    for part in frames.iter().flat_map(|f| rtmp_wire(f)) {
-        let skip = written.min(part.len());
-        written -= skip;
-        if skip < part.len() {
-            bufs.push(part.slice(skip..));
-        }
-    }
 }
 
 async fn play_frames<N: Node, T: Transport>(
@@ -584,7 +579,7 @@ async fn play_frames<N: Node, T: Transport>(
                 Err(reason) => return end_play(conn, stream_id, reason, sub),
             },
         };
-        push_wire_after(&mut bufs, frames, written);
+        unwritten_wire(&mut bufs, frames, written, rtmp_wire);
         bufs.extend(conn.session.take_output());
         let had_media = !frames.is_empty();
         frames.clear();
@@ -680,7 +675,8 @@ mod tests {
         for (kind, ts, len) in cases {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let frame = MediaFrame::new(kind, ts, false, false, Bytes::from(payload.clone()));
-            let [a, b] = rtmp_wire(&frame);
+            let [a, b, c] = rtmp_wire(&frame);
+            assert!(c.is_empty());
             let (csid, tid) = csid_and_type(kind);
             let mut expected = BytesMut::new();
             encode_message(

@@ -1,6 +1,8 @@
 //! cargo-fuzz target for FLV: arbitrary bytes through FlvReader (whole stream and bare tags, in
 //! chunks) and the codec inspectors/config parsers must never panic; tags read back must
-//! re-encode to the same tag. Must not touch the network or filesystem.
+//! re-encode to the same tag. The same bytes as the first request head of an HTTP connection
+//! (`net::flv::takeover_request`): only a whole bodiless GET of an `.flv` path is taken over.
+//! Must not touch the network or filesystem.
 
 use bytes::BytesMut;
 use common::flv::{self, FlvReader};
@@ -20,6 +22,11 @@ fn check_codec_parsers(data: &[u8]) {
 /// The target: any input must pass without a panic.
 pub fn run(data: &[u8]) {
     check_codec_parsers(data);
+    if let Some((len, req)) = common::net::flv::takeover_request(data) {
+        assert!(len <= data.len());
+        assert_eq!(req.method(), "GET");
+        assert!(req.uri().path().ends_with(".flv"));
+    }
 
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -44,8 +51,8 @@ pub fn run(data: &[u8]) {
                     assert_eq!(again.decode(&mut encoded), Ok(Some(tag.clone())));
                     assert!(encoded.is_empty());
                     if let Some(frame) = tag.into_frame() {
-                        let bytes = flv::tag_bytes(&frame);
-                        assert_eq!(bytes.len(), 15 + frame.payload.len());
+                        let len: usize = flv::flv_wire(&frame).iter().map(|b| b.len()).sum();
+                        assert_eq!(len, 15 + frame.payload.len());
                     }
                 }
                 Ok(None) => break,
