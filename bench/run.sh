@@ -8,11 +8,11 @@
 #   SCENARIOS=tls bench/run.sh   # what a TLS player costs, writes target/bench-tls/BENCHMARKS.md
 #
 # Knobs (environment): WINDOW (s, default 12), WARMUP (s, 4), BITRATE (2m), FANOUT
-# ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000"), REPEAT (3) runs per server of each of
+# ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000", sizes of FANOUT), REPEAT (3) runs per server of each of
 # REPEAT_FANOUT ("1000 3000"), alternating servers (the headline takes medians),
 # SERVER_CPUS (1), LOADGEN_CPUS (0), BASE (port base, 23000), RESULTS (dir for JSON/logs),
 # OUT (BENCHMARKS.md), SKIP_NGINX=1, PROFILE=0 (skip the perf profile), LIVECDN_REV (the revision to report, default from git),
-# SCENARIOS (default "fanout relay cold many stall workers hls tls profile"), REV (benchmark a
+# SCENARIOS (default "fanout unpinned relay cold many stall workers hls tls profile"), REV (benchmark a
 # commit instead of the working tree), QUIET_MAX / UNATTRIBUTED_MAX / RETRIES (shared machine).
 # HLS: HLS_CLIENTS ("200 1000"), HLS_GOP (25: a keyframe every second at 25 fps, both
 # servers), HLS_WINDOW (s, 12), HLS_WARMUP (s, 4), HLS_COLD_STREAMS (20), HLS_MANY_STREAMS (20),
@@ -404,7 +404,7 @@ run_on() {
   done
 }
 
-SCENARIOS=${SCENARIOS:-"fanout relay cold many stall workers hls tls profile"}
+SCENARIOS=${SCENARIOS:-"fanout unpinned relay cold many stall workers hls tls profile"}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 START=$(date +%s)
@@ -420,6 +420,9 @@ if want fanout; then
       sfx=""; [ "$r" -gt 1 ] && sfx="-r$r"
       run_on ours "fanout-ours-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
         --publish "rtmp://$O/live/fan$n" --play "rtmp://$E/live/fan$n"
+      # HTTP-FLV beside RTMP in the same rounds (its target is a ratio to RTMP).
+      [[ " $FLV_FANOUT " == *" $n "* ]] && run_on ours "fanout-ours-flv-$n$sfx" "${COMMON[@]}" \
+        --players "$n" --ramp 500 --publish "rtmp://$O/live/flv$n" --play "http://127.0.0.1:$E_HTTP/live/flv$n.flv"
       theirs_enabled && run_on nginx "fanout-nginx-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
         --publish "rtmp://$NO/live/fan$n" --play "rtmp://$NE/live/fan$n"
       # nginx-rtmp with the same outbound chunk size as livecdn's players (60000, not its
@@ -428,10 +431,26 @@ if want fanout; then
         "${COMMON[@]}" --players "$n" --ramp 500 --publish "rtmp://$NO/live/fan$n" --play "rtmp://$NE/live/fan$n"
     done
   done
-  for n in $FLV_FANOUT; do
-    run_on ours "fanout-ours-flv-$n" "${COMMON[@]}" --players "$n" --ramp 500 \
-      --publish "rtmp://$O/live/flv$n" --play "http://127.0.0.1:$E_HTTP/live/flv$n.flv"
+fi
+
+# (a, unpinned) the headline's sizes again with every server and the load generator free to
+# use every CPU (no taskset): what an operator who pins nothing sees. REPEAT rounds, the
+# servers alternating.
+if want unpinned; then
+  pinned=("$SERVER_CPUS" "$LOADGEN_CPUS")
+  SERVER_CPUS=0-$(($(nproc) - 1)); LOADGEN_CPUS=$SERVER_CPUS
+  for n in $REPEAT_FANOUT; do
+    for r in $(seq 1 "$REPEAT"); do
+      sfx=""; [ "$r" -gt 1 ] && sfx="-r$r"
+      run_on ours "unpinned-ours-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
+        --publish "rtmp://$O/live/ufan$n" --play "rtmp://$E/live/ufan$n"
+      run_on ours "unpinned-ours-flv-$n$sfx" "${COMMON[@]}" --players "$n" --ramp 500 \
+        --publish "rtmp://$O/live/uflv$n" --play "http://127.0.0.1:$E_HTTP/live/uflv$n.flv"
+      theirs_enabled && run_on nginx "unpinned-nginx-rtmp-$n$sfx" "${COMMON[@]}" --players "$n" \
+        --ramp 500 --publish "rtmp://$NO/live/ufan$n" --play "rtmp://$NE/live/ufan$n"
+    done
   done
+  SERVER_CPUS=${pinned[0]}; LOADGEN_CPUS=${pinned[1]}
 fi
 
 # (b) relay-added latency: the same stream played on the origin and on the edge.

@@ -11,6 +11,8 @@ use clap::Parser;
 
 #[path = "bench_report/hls.rs"]
 mod hls;
+#[path = "bench_report/targets.rs"]
+mod targets;
 #[path = "bench_report/tls.rs"]
 mod tls;
 
@@ -540,6 +542,8 @@ fn render(res: &Results) -> String {
             f1(b.latency_ms.p99),
         );
     }
+
+    targets::render(&mut o, res);
 
     // Machine.
     let _ = writeln!(o, "## Machine and versions\n");

@@ -1,0 +1,130 @@
+//! The performance targets table of BENCHMARKS.md: HTTP-FLV against RTMP in the same run, the
+//! headline ratio with servers unpinned beside the pinned one (runs `unpinned-*` of
+//! `bench/run.sh`), against the moonshot.
+
+use std::fmt::Write;
+
+use super::{Report, Results, cpu_per_gbps, edge_total, f1, f2, median, per_gbps};
+
+/// The moonshot: edge CPU per delivered Gbit/s at most this fraction of nginx-rtmp's.
+const MOONSHOT: f64 = 0.3;
+/// HTTP-FLV's edge CPU per delivered Gbit/s at most this multiple of RTMP's.
+const FLV_MAX: f64 = 1.1;
+
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "no" }
+}
+
+pub fn render(o: &mut String, res: &Results) {
+    let pinned = res.sizes("fanout-ours-flv-");
+    let unpinned = res.sizes("unpinned-ours-rtmp-");
+    if pinned.is_empty() && unpinned.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Performance targets\n\n*Pinned*: the edge on one core, the load generator on the \
+         other (the headline's method; CPU includes the kernel's deferred softirq on the \
+         edge's core). *Unpinned*: no `taskset` for any server or the load generator, as an \
+         operator who pins nothing runs them; CPU is the edge process's own (softirq deferred \
+         to `ksoftirqd` then lands on either core and is charged to no server). Medians of the \
+         runs listed.\n\n| target | measured (% of a core per delivered Gbit/s) | ratio | met \
+         |\n|---|---|---|---|"
+    );
+    let sc = &res.server_cpus;
+    let pinned_cost = |r: &&Report| per_gbps(edge_total(r, sc), r);
+    let process_cost = |r: &&Report| cpu_per_gbps(r);
+    let costs = |name: String, f: &dyn Fn(&&Report) -> f64| -> (f64, Vec<f64>) {
+        let v: Vec<f64> = res.repeats(&name).iter().map(f).collect();
+        (median(v.clone()), v)
+    };
+    let list = |v: &[f64]| v.iter().map(|x| f2(*x)).collect::<Vec<_>>().join(", ");
+    for n in &pinned {
+        let (flv, fv) = costs(format!("fanout-ours-flv-{n}"), &pinned_cost);
+        let (rtmp, rv) = costs(format!("fanout-ours-rtmp-{n}"), &pinned_cost);
+        let r = flv / rtmp;
+        let _ = writeln!(
+            o,
+            "| HTTP-FLV within {FLV_MAX}x of RTMP, {n} players, pinned | HTTP-FLV {} ({}) vs RTMP {} ({}) | {}x | {} |",
+            f2(flv),
+            list(&fv),
+            f2(rtmp),
+            list(&rv),
+            f2(r),
+            met(r <= FLV_MAX)
+        );
+    }
+    for n in &unpinned {
+        let (flv, fv) = costs(format!("unpinned-ours-flv-{n}"), &process_cost);
+        let (rtmp, rv) = costs(format!("unpinned-ours-rtmp-{n}"), &process_cost);
+        if !fv.is_empty() {
+            let r = flv / rtmp;
+            let _ = writeln!(
+                o,
+                "| HTTP-FLV within {FLV_MAX}x of RTMP, {n} players, unpinned | HTTP-FLV {} ({}) vs RTMP {} ({}) | {}x | {} |",
+                f2(flv),
+                list(&fv),
+                f2(rtmp),
+                list(&rv),
+                f2(r),
+                met(r <= FLV_MAX)
+            );
+        }
+    }
+    for n in res.sizes("fanout-nginx-rtmp-") {
+        let (ours, ov) = costs(format!("fanout-ours-rtmp-{n}"), &pinned_cost);
+        let (theirs, tv) = costs(format!("fanout-nginx-rtmp-{n}"), &pinned_cost);
+        if ov.len() > 1 {
+            moonshot_row(o, n, "pinned", (ours, &ov), (theirs, &tv));
+        }
+    }
+    for n in &unpinned {
+        let (ours, ov) = costs(format!("unpinned-ours-rtmp-{n}"), &process_cost);
+        let (theirs, tv) = costs(format!("unpinned-nginx-rtmp-{n}"), &process_cost);
+        if !tv.is_empty() {
+            moonshot_row(o, *n, "unpinned", (ours, &ov), (theirs, &tv));
+        }
+    }
+    let _ = writeln!(o);
+    for n in &unpinned {
+        let Some(flv) = res.get(&format!("unpinned-ours-flv-{n}")) else {
+            continue;
+        };
+        let Some(rtmp) = res.get(&format!("unpinned-ours-rtmp-{n}")) else {
+            continue;
+        };
+        let _ = writeln!(
+            o,
+            "Unpinned, {n} players, first run of each: HTTP-FLV latency p50 / p99 {} / {} ms and \
+             first frame p50 / p99 {} / {} ms; RTMP {} / {} ms and {} / {} ms; ok {}/{} and \
+             {}/{}.\n",
+            f1(flv.latency_ms.p50),
+            f1(flv.latency_ms.p99),
+            f1(flv.ttff_ms.p50),
+            f1(flv.ttff_ms.p99),
+            f1(rtmp.latency_ms.p50),
+            f1(rtmp.latency_ms.p99),
+            f1(rtmp.ttff_ms.p50),
+            f1(rtmp.ttff_ms.p99),
+            flv.players.ok,
+            flv.players.started,
+            rtmp.players.ok,
+            rtmp.players.started,
+        );
+    }
+}
+
+fn moonshot_row(o: &mut String, n: usize, how: &str, ours: (f64, &[f64]), theirs: (f64, &[f64])) {
+    let list = |v: &[f64]| v.iter().map(|x| f2(*x)).collect::<Vec<_>>().join(", ");
+    let r = ours.0 / theirs.0;
+    let _ = writeln!(
+        o,
+        "| moonshot: RTMP edge at most {MOONSHOT}x nginx-rtmp, {n} players, {how} | livecdn {} ({}) vs nginx-rtmp {} ({}) | {}x | {} |",
+        f2(ours.0),
+        list(ours.1),
+        f2(theirs.0),
+        list(theirs.1),
+        f2(r),
+        met(r <= MOONSHOT)
+    );
+}
