@@ -357,3 +357,52 @@ async fn a_shard_writes_directly_to_idle_players_and_never_after_they_leave() {
     assert_eq!(sinks[0].calls(), 1);
     assert_eq!(sinks[1].calls(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_real_multi_thread_runtime_every_player_gets_every_frame_in_order() {
+    // Shards on both workers, players joining and leaving from other tasks meanwhile: whatever
+    // the interleaving, each player gets its priming and then every later frame, in order.
+    let hub = Hub::new(HubConfig {
+        fanout_min_subscribers: 8,
+        fanout_shards: 0,
+        ..config()
+    });
+    let publisher = hub.publish(KEY).unwrap();
+    publisher.send(key(0));
+    let mut stay: Vec<Subscriber> = (0..32).map(|_| hub.subscribe(KEY)).collect();
+    let stream = stay[0].stream().clone();
+    assert_eq!(stream.fanout_shards().len(), 2, "one shard per worker");
+    let churn = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                let sub = hub.subscribe(KEY);
+                tokio::task::yield_now().await;
+                drop(sub);
+            }
+        })
+    };
+    let mut got: Vec<Vec<Sig>> = stay.iter_mut().map(drain).collect();
+    let mut expected = vec![k(0)];
+    for i in 1..=400 {
+        let f = nth(i);
+        expected.push(sig(&f));
+        publisher.send(f);
+        if i.is_multiple_of(50) {
+            tokio::task::yield_now().await;
+        }
+    }
+    churn.await.unwrap();
+    for _ in 0..1000 {
+        if stream.fanout_shards().iter().all(|s| s.pending == 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for (g, sub) in got.iter_mut().zip(&mut stay) {
+        g.extend(drain(sub));
+        assert_eq!(*g, expected);
+    }
+    assert_eq!(stream.subscriber_count(), 32);
+    assert!(stream.fanout_shards().iter().all(|s| s.delivered > 0));
+}
