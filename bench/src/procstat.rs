@@ -27,6 +27,19 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / clk_tck())
 }
 
+/// utime + stime of each thread of a process, in seconds, by thread id.
+pub fn thread_cpu_seconds(pid: &str) -> Vec<(String, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let tid = e.file_name().to_string_lossy().to_string();
+            Some((tid.clone(), cpu_seconds(&format!("{pid}/task/{tid}"))?))
+        })
+        .collect()
+}
+
 /// Resident set size in MiB (VmRSS).
 pub fn rss_mib(pid: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -120,6 +133,7 @@ mod tests {
         }
         assert!(x > 0);
         assert!(cpu_seconds("self").is_some_and(|s| s > 0.0));
+        assert!(!thread_cpu_seconds("self").is_empty());
         assert!(rss_mib("self").is_some_and(|m| m > 0.5));
         assert!(comm("self").is_some());
         let (bytes, files) = dir_size(env!("CARGO_MANIFEST_DIR")).expect("bench/ exists");

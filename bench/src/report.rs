@@ -196,6 +196,9 @@ pub struct ProcReport {
     pub pid: String,
     /// CPU time over the window / window length, percent of one core.
     pub cpu_pct: f64,
+    /// The same per thread, for threads over 1%, busiest first.
+    #[serde(default)]
+    pub threads_cpu_pct: Vec<f64>,
     /// Before any player connected.
     pub rss_mib_before: f64,
     pub rss_mib_end: f64,
@@ -342,6 +345,14 @@ impl Report {
                 "  process {:<12} pid {:<8} cpu {:>6.1}%  rss {:>8.1} MiB (before {:.1}, peak {:.1})",
                 pr.name, pr.pid, pr.cpu_pct, pr.rss_mib_end, pr.rss_mib_before, pr.rss_mib_peak
             );
+            if pr.threads_cpu_pct.len() > 1 {
+                let t: Vec<String> = pr
+                    .threads_cpu_pct
+                    .iter()
+                    .map(|p| format!("{p:.1}"))
+                    .collect();
+                let _ = writeln!(o, "    threads over 1% of a core: {} %", t.join(" / "));
+            }
         }
         let _ = writeln!(
             o,

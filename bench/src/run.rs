@@ -69,7 +69,26 @@ struct PidWatch {
     pid: String,
     rss_before: f64,
     cpu_start: f64,
+    /// Per thread, to tell one busy thread from work spread over several.
+    threads_start: Vec<(String, f64)>,
     peak: f64,
+}
+
+/// CPU % of one core of each thread that used at least 1% over the window, busiest first.
+fn busy_threads(start: &[(String, f64)], end: &[(String, f64)], window: f64) -> Vec<f64> {
+    let mut pct: Vec<f64> = end
+        .iter()
+        .map(|(tid, t)| {
+            let t0 = start
+                .iter()
+                .find(|(s, _)| s == tid)
+                .map_or(0.0, |(_, t0)| *t0);
+            (t - t0).max(0.0) / window * 100.0
+        })
+        .filter(|p| *p >= 1.0)
+        .collect();
+    pct.sort_by(|a, b| b.total_cmp(a));
+    pct
 }
 
 /// Runs the load and returns its report.
@@ -154,6 +173,7 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
             pid: pid.clone(),
             rss_before: procstat::rss_mib(&pid).unwrap_or(0.0),
             cpu_start: 0.0,
+            threads_start: Vec::new(),
             peak: 0.0,
         })
         .collect();
@@ -309,6 +329,7 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
     };
     for w in &mut watches {
         w.cpu_start = procstat::cpu_seconds(&w.pid).unwrap_or(0.0);
+        w.threads_start = procstat::thread_cpu_seconds(&w.pid);
     }
     let self_cpu_start = procstat::cpu_seconds("self").unwrap_or(0.0);
     let cpus_start = procstat::cpu_times();
@@ -340,6 +361,10 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
     let cpu_end: Vec<f64> = watches
         .iter()
         .map(|w| procstat::cpu_seconds(&w.pid).unwrap_or(0.0))
+        .collect();
+    let threads_end: Vec<Vec<(String, f64)>> = watches
+        .iter()
+        .map(|w| procstat::thread_cpu_seconds(&w.pid))
         .collect();
     let rss_end: Vec<f64> = watches
         .iter()
@@ -526,11 +551,12 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
         .collect();
     let processes = watches
         .iter()
-        .zip(cpu_end.iter().zip(&rss_end))
-        .map(|(w, (cpu, rss))| ProcReport {
+        .zip(cpu_end.iter().zip(&rss_end).zip(&threads_end))
+        .map(|(w, ((cpu, rss), threads))| ProcReport {
             name: w.name.clone(),
             pid: w.pid.clone(),
             cpu_pct: (cpu - w.cpu_start).max(0.0) / window * 100.0,
+            threads_cpu_pct: busy_threads(&w.threads_start, threads, window),
             rss_mib_before: w.rss_before,
             rss_mib_end: *rss,
             rss_mib_peak: w.peak.max(*rss),
@@ -595,6 +621,7 @@ async fn drive(cfg: &Config, threads: usize) -> anyhow::Result<Report> {
             name: "loadgen".into(),
             pid: std::process::id().to_string(),
             cpu_pct: (self_cpu_end - self_cpu_start).max(0.0) / window * 100.0,
+            threads_cpu_pct: Vec::new(),
             rss_mib_before: 0.0,
             rss_mib_end: self_rss,
             rss_mib_peak: self_rss,

@@ -712,6 +712,20 @@ pub struct MediaArgs {
         default_value_t = 60_000
     )]
     pub media_slow_window_ms: u32,
+    /// A stream with this many players has its fan-out split across the runtime's workers.
+    #[arg(
+        long = "media-fanout-min-subscribers",
+        env = "LIVECDN_MEDIA_FANOUT_MIN_SUBSCRIBERS",
+        default_value_t = 128
+    )]
+    pub media_fanout_min_subscribers: usize,
+    /// Shards of a hot stream's fan-out: 0 = one per runtime worker, 1 = never split.
+    #[arg(
+        long = "media-fanout-shards",
+        env = "LIVECDN_MEDIA_FANOUT_SHARDS",
+        default_value_t = 0
+    )]
+    pub media_fanout_shards: usize,
     /// How long a player of a stream that is not (yet) published waits before StreamNotFound/404.
     #[arg(long = "media-play-wait", env = "LIVECDN_MEDIA_PLAY_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub media_play_wait: Duration,
@@ -727,6 +741,8 @@ impl MediaArgs {
             queue_max_bytes: self.media_queue_max_bytes.max(1),
             slow_max_overflows: self.media_slow_max_overflows.max(1),
             slow_window_ms: self.media_slow_window_ms,
+            fanout_min_subscribers: self.media_fanout_min_subscribers,
+            fanout_shards: self.media_fanout_shards,
         }
     }
 }

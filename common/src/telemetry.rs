@@ -172,6 +172,8 @@ pub fn init_metrics(role: &'static str) {
     counter!(metric::CONNECTION_ERRORS, "protocol" => "rtmp", "reason" => "io").absolute(0);
     counter!(metric::BYTES_RECEIVED, "protocol" => "rtmp").absolute(0);
     counter!(metric::FRAMES_DROPPED, "reason" => "slow_player").absolute(0);
+    // A hot stream's shard that fell behind (`media::shard`): an overloaded node, not a player.
+    counter!(metric::FRAMES_DROPPED, "reason" => "fanout_behind").absolute(0);
     counter!(metric::SLOW_PLAYERS_DISCONNECTED).absolute(0);
     counter!(metric::PUBLISHES_REFUSED, "reason" => "busy").absolute(0);
     counter!(metric::REGISTRY_OPERATIONS, "op" => "register").absolute(0);

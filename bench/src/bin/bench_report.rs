@@ -119,6 +119,19 @@ fn edge_cpu(r: &Report) -> f64 {
     proc(r, "edge").map_or(f64::NAN, |p| p.cpu_pct)
 }
 
+/// The edge's busy threads' CPU (% of one core each), busiest first: one stream's fan-out on
+/// one thread or spread over the workers.
+fn edge_threads(r: &Report) -> String {
+    proc(r, "edge").map_or("-".into(), |p| {
+        let t: Vec<String> = p.threads_cpu_pct.iter().map(|&c| f1(c)).collect();
+        if t.is_empty() {
+            "-".into()
+        } else {
+            t.join(" / ")
+        }
+    })
+}
+
 /// Edge CPU (% of one core) per delivered Gbit/s.
 fn cpu_per_gbps(r: &Report) -> f64 {
     if r.delivered_gbps <= 0.0 {
@@ -862,7 +875,7 @@ fn render(res: &Results) -> String {
     );
     let _ = writeln!(
         o,
-        "| workers | players | ok/started | delivered Gbit/s | edge CPU % | edge CPU % per Gbit/s | latency ms p50 / p99 / max | first frame ms p50 / p99 | gaps > 1 s | errors | loadgen process CPU % | machine busy % (both CPUs, of one core) | CPU % of other programs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| workers | players | ok/started | delivered Gbit/s | edge CPU % | edge threads over 1 %: CPU % each | edge CPU % per Gbit/s | latency ms p50 / p99 / max | first frame ms p50 / p99 | gaps > 1 s | errors | loadgen process CPU % | machine busy % (both CPUs, of one core) | CPU % of other programs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for w in [1, 2] {
         if let Some((_, r)) = res
@@ -872,12 +885,13 @@ fn render(res: &Results) -> String {
         {
             let _ = writeln!(
                 o,
-                "| {w} | {} | {}/{} | {} | {} | {} | {} / {} / {} | {} / {} | {} | {} | {} | {} | {} |",
+                "| {w} | {} | {}/{} | {} | {} | {} | {} | {} / {} / {} | {} / {} | {} | {} | {} | {} | {} |",
                 r.config.players,
                 r.players.ok,
                 r.players.started,
                 f2(r.delivered_gbps),
                 f1(edge_cpu(r)),
+                edge_threads(r),
                 f1(cpu_per_gbps(r)),
                 f1(r.latency_ms.p50),
                 f1(r.latency_ms.p99),

@@ -1,6 +1,7 @@
 //! The hub: the one fan-out point. Per stream it caches metadata, sequence headers and the last
-//! GOP, and pushes each published frame into every subscriber's bounded queue.
-//! Must not know any protocol or the cluster; takes no global lock per frame.
+//! GOP, and pushes each published frame into every subscriber's bounded queue: on the
+//! publisher's thread for most streams, through shard tasks on every worker for hot ones
+//! (`shard`). Must not know any protocol or the cluster; takes no global lock per frame.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::MediaFrame;
 use super::lock;
+use super::shard::{Fanout, ShardStats};
 use super::subscriber::{BATCH_MAX, CloseReason, SubShared, Subscriber};
 
 /// Bounds of the hub's caches and queues.
@@ -30,6 +32,11 @@ pub struct HubConfig {
     /// A subscriber that overflows this many times within `slow_window_ms` of media is closed.
     pub slow_max_overflows: u32,
     pub slow_window_ms: u32,
+    /// A stream with this many subscribers has its fan-out split across shard tasks (`shard`);
+    /// below, the publisher's own thread pushes to every subscriber.
+    pub fanout_min_subscribers: usize,
+    /// How many shards a hot stream is split into: 0 = one per runtime worker; 1 = never shard.
+    pub fanout_shards: usize,
 }
 
 impl Default for HubConfig {
@@ -42,6 +49,8 @@ impl Default for HubConfig {
             queue_max_bytes: 64 * 1024 * 1024,
             slow_max_overflows: 3,
             slow_window_ms: 60_000,
+            fanout_min_subscribers: 128,
+            fanout_shards: 0,
         }
     }
 }
@@ -79,7 +88,7 @@ impl Hub {
     fn with_entry<R>(
         self: &Arc<Self>,
         key: &str,
-        f: impl FnOnce(&mut StreamState) -> R,
+        f: impl FnOnce(&Arc<Stream>, &mut StreamState) -> R,
     ) -> (Arc<Stream>, R) {
         let mut streams = lock(&self.streams);
         let stream = streams
@@ -94,7 +103,7 @@ impl Hub {
                 })
             })
             .clone();
-        let r = f(&mut lock(&stream.state));
+        let r = f(&stream, &mut lock(&stream.state));
         drop(streams);
         (stream, r)
     }
@@ -103,7 +112,7 @@ impl Hub {
     pub fn publish(self: &Arc<Self>, key: &str) -> Result<Publisher, HubError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let kicked = CancellationToken::new();
-        let (stream, claimed) = self.with_entry(key, |st| {
+        let (stream, claimed) = self.with_entry(key, |_, st| {
             if st.publisher.is_some() {
                 return false;
             }
@@ -124,9 +133,9 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, key: &str) -> Subscriber {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(SubShared::new(id, self.config.clone()));
-        let (stream, ()) = self.with_entry(key, |st| {
+        let (stream, ()) = self.with_entry(key, |stream, st| {
             st.prime(&shared);
-            st.subscribers.push(shared.clone());
+            st.add_subscriber(shared.clone(), &self.config, stream);
         });
         Subscriber::new(stream, shared)
     }
@@ -205,7 +214,7 @@ impl Stream {
         StreamSnapshot {
             key: self.key.clone(),
             publishing: st.publisher.is_some(),
-            subscribers: st.subscribers.len(),
+            subscribers: st.subscriber_count(),
             metadata: st.metadata.clone(),
             video_sequence_header: st.video_seq.clone(),
             audio_sequence_header: st.audio_seq.clone(),
@@ -230,22 +239,44 @@ impl Stream {
     }
 
     pub fn subscriber_count(&self) -> usize {
-        lock(&self.state).subscribers.len()
+        lock(&self.state).subscriber_count()
     }
 
+    /// Members and batches delivered of each shard of this stream's fan-out (empty while the
+    /// publisher's thread fans out alone).
+    pub fn fanout_shards(&self) -> Vec<ShardStats> {
+        (lock(&self.state).fan.as_ref()).map_or_else(Vec::new, Fanout::stats)
+    }
+
+    /// Closes every subscriber with `reason`, after the frames handed to it so far.
     fn close_subscribers(&self, reason: CloseReason) {
-        let st = lock(&self.state);
-        for s in &st.subscribers {
-            s.close(reason);
-        }
+        lock(&self.state).close_subscribers(reason);
     }
 
     pub(super) fn remove_subscriber(&self, id: u64) {
         {
             let mut st = lock(&self.state);
-            st.subscribers.retain(|s| s.id != id);
+            if !st.fan.as_mut().is_some_and(|fan| fan.remove(id)) {
+                st.subscribers.retain(|s| s.id != id);
+            }
+            // Shards end once their last subscriber has gone: a stream that comes back is
+            // fanned out inline until it is hot again.
+            if st.fan.as_ref().is_some_and(|fan| fan.len() == 0) {
+                st.fan = None;
+            }
         }
         self.remove_if_unused();
+    }
+
+    /// Books `n` frames not delivered to a player.
+    pub(super) fn count_dropped(&self, n: usize, reason: &'static str) {
+        if n > 0 {
+            self.stats
+                .frames_dropped
+                .fetch_add(n as u64, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::metric::FRAMES_DROPPED, "reason" => reason)
+                .increment(n as u64);
+        }
     }
 
     /// Drops the hub entry once nobody publishes or waits on it.
@@ -255,7 +286,7 @@ impl Stream {
         };
         let mut streams = lock(&hub.streams);
         let st = lock(&self.state);
-        if st.publisher.is_none() && st.subscribers.is_empty() {
+        if st.publisher.is_none() && st.subscriber_count() == 0 {
             // Only remove the entry if it is still this stream (a new one may have replaced it).
             if streams
                 .get(&self.key)
@@ -278,7 +309,10 @@ struct StreamState {
     gop_bytes: usize,
     /// The current GOP outgrew the bounds: cache nothing until the next keyframe.
     gop_overflow: bool,
+    /// The subscribers the publisher's thread pushes to (all of them unless `fan`).
     subscribers: Vec<Arc<SubShared>>,
+    /// A hot stream's shards, which own its subscribers instead.
+    fan: Option<Fanout>,
     /// Audio published since the last frame that woke the players: it rides along with the
     /// next one (`wakes`), so each player is touched once per video frame, not per message.
     riders: Vec<Arc<MediaFrame>>,
@@ -317,14 +351,49 @@ impl StreamState {
         self.last_wake_ms = None;
     }
 
+    fn subscriber_count(&self) -> usize {
+        self.subscribers.len() + self.fan.as_ref().map_or(0, Fanout::len)
+    }
+
+    /// Registers a primed subscriber: with the publisher's thread, or in a shard once the
+    /// stream is hot (then the inline ones move to shards too: nothing is in flight to them).
+    fn add_subscriber(&mut self, sub: Arc<SubShared>, config: &HubConfig, stream: &Arc<Stream>) {
+        if self.fan.is_none() && self.subscribers.len() + 1 >= config.fanout_min_subscribers {
+            self.fan = Fanout::start(config, stream);
+        }
+        let Some(mut fan) = self.fan.take() else {
+            self.subscribers.push(sub);
+            return;
+        };
+        for s in std::mem::take(&mut self.subscribers) {
+            fan.add(s, || self.headers());
+        }
+        fan.add(sub, || self.headers());
+        self.fan = Some(fan);
+    }
+
+    fn close_subscribers(&self, reason: CloseReason) {
+        for s in &self.subscribers {
+            s.close(reason);
+        }
+        if let Some(fan) = &self.fan {
+            fan.close(reason);
+        }
+    }
+
+    /// The current metadata and sequence headers.
+    fn headers(&self) -> Vec<Arc<MediaFrame>> {
+        let headers = [&self.metadata, &self.video_seq, &self.audio_seq];
+        headers.into_iter().flatten().cloned().collect()
+    }
+
     fn clear_gop(&mut self) {
         self.gop.clear();
         self.gop_bytes = 0;
     }
 
     fn prime(&self, sub: &SubShared) {
-        let headers = [&self.metadata, &self.video_seq, &self.audio_seq];
-        let mut frames: Vec<Arc<MediaFrame>> = headers.into_iter().flatten().cloned().collect();
+        let mut frames = self.headers();
         // Riders the GOP cache holds too (its last frames) come with the next wake: priming
         // with them as well would deliver them twice.
         let riding = (self.riders.iter().rev().zip(self.gop.iter().rev()))
@@ -368,24 +437,37 @@ impl StreamState {
         }
     }
 
-    /// Hands the riders and `frame` to every subscriber; returns how many frames they dropped.
-    fn fan_out(&mut self, frame: Option<Arc<MediaFrame>>) -> usize {
+    /// Hands the riders and `frame` to every subscriber, or to the shards that own them;
+    /// returns how many frames the inline ones dropped.
+    fn fan_out(&mut self, frame: Option<Arc<MediaFrame>>, config: &HubConfig) -> usize {
         let mut batch = std::mem::take(&mut self.riders);
         batch.extend(frame);
-        // A few players at a time: their state is loaded first, with independent loads whose
-        // cache misses overlap, where taking each lock in turn would wait for one miss after
-        // another (and then for one more behind each socket).
-        let mut dropped = 0;
-        for group in self.subscribers.chunks(TOUCH_AHEAD) {
-            group.iter().for_each(|sub| sub.touch());
-            group.iter().for_each(|sub| sub.touch_sink());
-            dropped += group.iter().map(|sub| sub.push(&batch)).sum::<usize>();
+        let dropped = push_all(&self.subscribers, &batch);
+        if !batch.is_empty()
+            && let Some(mut fan) = self.fan.take()
+        {
+            fan.send(&batch, config, || self.headers());
+            self.fan = Some(fan);
         }
         batch.clear();
         // Keeps the allocation for the next riders.
         self.riders = batch;
         dropped
     }
+}
+
+/// Pushes `batch` to each of `subs`; returns how many frames they dropped. A few players at a
+/// time: their state is loaded first, with independent loads whose cache misses overlap, where
+/// taking each lock in turn would wait for one miss after another (and then for one more
+/// behind each socket).
+pub(super) fn push_all(subs: &[Arc<SubShared>], batch: &[Arc<MediaFrame>]) -> usize {
+    let mut dropped = 0;
+    for group in subs.chunks(TOUCH_AHEAD) {
+        group.iter().for_each(|sub| sub.touch());
+        group.iter().for_each(|sub| sub.touch_sink());
+        dropped += group.iter().map(|sub| sub.push(batch)).sum::<usize>();
+    }
+    dropped
 }
 
 /// The right to publish one stream; dropping it ends the stream for its subscribers.
@@ -423,20 +505,9 @@ impl Publisher {
             return;
         }
         st.last_wake_ms = Some(frame.timestamp_ms);
-        let dropped = st.fan_out(Some(frame));
+        let dropped = st.fan_out(Some(frame), &hub.config);
         drop(st);
-        self.count_dropped(dropped);
-    }
-
-    fn count_dropped(&self, dropped: usize) {
-        if dropped > 0 {
-            self.stream
-                .stats
-                .frames_dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-            metrics::counter!(crate::telemetry::metric::FRAMES_DROPPED, "reason" => "slow_player")
-                .increment(dropped as u64);
-        }
+        self.stream.count_dropped(dropped, "slow_player");
     }
 }
 
@@ -445,14 +516,14 @@ impl Drop for Publisher {
         {
             let mut st = lock(&self.stream.state);
             if st.publisher == Some(self.id) {
-                // The last audio still goes out before the end.
-                self.count_dropped(st.fan_out(None));
+                // The last audio still goes out before the end (through the shards too).
+                let config = self.stream.hub.upgrade().map(|h| h.config.clone());
+                let dropped = st.fan_out(None, &config.unwrap_or_default());
+                self.stream.count_dropped(dropped, "slow_player");
                 st.publisher = None;
                 st.publisher_kick = None;
                 st.reset_caches();
-                for s in &st.subscribers {
-                    s.close(CloseReason::Ended);
-                }
+                st.close_subscribers(CloseReason::Ended);
             }
         }
         self.stream.remove_if_unused();

@@ -3,12 +3,16 @@
 
 mod frame;
 mod hub;
+mod shard;
+#[cfg(test)]
+mod shard_tests;
 mod subscriber;
 #[cfg(test)]
 mod tests;
 
 pub use frame::{FrameKind, MediaFrame, WireSlot};
 pub use hub::{Hub, HubConfig, HubError, Publisher, Stream, StreamSnapshot, StreamStats};
+pub use shard::ShardStats;
 pub use subscriber::{CloseReason, DirectSink, Subscriber, WireFn, unwritten_wire};
 
 /// Locks a mutex, ignoring poisoning: the data under our locks stays consistent even if a

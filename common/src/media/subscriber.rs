@@ -132,7 +132,7 @@ pub(super) struct SubShared {
     pub(super) dropped: AtomicU64,
 }
 
-fn is_header(f: &MediaFrame) -> bool {
+pub(super) fn is_header(f: &MediaFrame) -> bool {
     f.sequence_header || f.kind == FrameKind::Data
 }
 
@@ -250,6 +250,19 @@ impl SubShared {
         }
         q.wake();
         dropped
+    }
+
+    /// The fan-out skipped `frames` for this subscriber (its shard fell behind, `shard`): as
+    /// after an overflow, video resumes at the next keyframe, but this is no fault of the
+    /// player's and does not count towards closing it. Returns the frames counted as dropped.
+    pub(super) fn lose(&self, frames: usize) -> usize {
+        let mut q = lock(&self.queue);
+        if q.closed.is_some() {
+            return 0;
+        }
+        q.awaiting_keyframe = true;
+        self.dropped.fetch_add(frames as u64, Ordering::Relaxed);
+        frames
     }
 
     /// Takes back one drop counted by `overflow` (never below zero).
@@ -501,6 +514,13 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // A shard may still hold this subscriber for a moment: it must not write to the socket
+        // once its player is gone.
+        {
+            let mut q = lock(&self.shared.queue);
+            q.direct = false;
+            q.sink = None;
+        }
         self.stream.remove_subscriber(self.shared.id);
     }
 }

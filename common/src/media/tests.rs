@@ -8,73 +8,73 @@ use bytes::Bytes;
 
 use super::{CloseReason, FrameKind, Hub, HubConfig, HubError, MediaFrame, Subscriber};
 
-const KEY: &str = "live/cam";
+pub(super) const KEY: &str = "live/cam";
 
-fn frame(kind: FrameKind, ts: u32, keyframe: bool, seq: bool, len: usize) -> MediaFrame {
+pub(super) fn frame(kind: FrameKind, ts: u32, keyframe: bool, seq: bool, len: usize) -> MediaFrame {
     // The payload names the frame so that a mismatch shows up in assertion output.
     let mut p = format!("{kind:?}@{ts}").into_bytes();
     p.resize(len.max(p.len()), 0);
     MediaFrame::new(kind, ts, keyframe, seq, Bytes::from(p))
 }
 
-fn key(ts: u32) -> MediaFrame {
+pub(super) fn key(ts: u32) -> MediaFrame {
     frame(FrameKind::Video, ts, true, false, 16)
 }
 
-fn inter(ts: u32) -> MediaFrame {
+pub(super) fn inter(ts: u32) -> MediaFrame {
     frame(FrameKind::Video, ts, false, false, 16)
 }
 
-fn audio(ts: u32) -> MediaFrame {
+pub(super) fn audio(ts: u32) -> MediaFrame {
     frame(FrameKind::Audio, ts, false, false, 16)
 }
 
-fn vseq() -> MediaFrame {
+pub(super) fn vseq() -> MediaFrame {
     frame(FrameKind::Video, 0, true, true, 16)
 }
 
-fn aseq() -> MediaFrame {
+pub(super) fn aseq() -> MediaFrame {
     frame(FrameKind::Audio, 0, false, true, 16)
 }
 
-fn meta(ts: u32) -> MediaFrame {
+pub(super) fn meta(ts: u32) -> MediaFrame {
     frame(FrameKind::Data, ts, false, false, 16)
 }
 
 /// (kind, timestamp, keyframe, sequence header) of a frame: what the tests compare.
-type Sig = (FrameKind, u32, bool, bool);
+pub(super) type Sig = (FrameKind, u32, bool, bool);
 
-fn sig(f: &MediaFrame) -> Sig {
+pub(super) fn sig(f: &MediaFrame) -> Sig {
     (f.kind, f.timestamp_ms, f.keyframe, f.sequence_header)
 }
 
-const V_SEQ: Sig = (FrameKind::Video, 0, true, true);
-const A_SEQ: Sig = (FrameKind::Audio, 0, false, true);
+pub(super) const V_SEQ: Sig = (FrameKind::Video, 0, true, true);
+pub(super) const A_SEQ: Sig = (FrameKind::Audio, 0, false, true);
 
-fn k(ts: u32) -> Sig {
+pub(super) fn k(ts: u32) -> Sig {
     (FrameKind::Video, ts, true, false)
 }
-fn p(ts: u32) -> Sig {
+pub(super) fn p(ts: u32) -> Sig {
     (FrameKind::Video, ts, false, false)
 }
-fn a(ts: u32) -> Sig {
+pub(super) fn a(ts: u32) -> Sig {
     (FrameKind::Audio, ts, false, false)
 }
-fn m(ts: u32) -> Sig {
+pub(super) fn m(ts: u32) -> Sig {
     (FrameKind::Data, ts, false, false)
 }
 
-fn sigs(frames: &[Arc<MediaFrame>]) -> Vec<Sig> {
+pub(super) fn sigs(frames: &[Arc<MediaFrame>]) -> Vec<Sig> {
     frames.iter().map(|f| sig(f)).collect()
 }
 
-fn drain(sub: &mut Subscriber) -> Vec<Sig> {
+pub(super) fn drain(sub: &mut Subscriber) -> Vec<Sig> {
     let mut out = Vec::new();
     sub.try_recv(&mut out, usize::MAX);
     sigs(&out)
 }
 
-fn config() -> HubConfig {
+pub(super) fn config() -> HubConfig {
     HubConfig {
         gop_cache: true,
         gop_max_frames: 100,
@@ -83,6 +83,8 @@ fn config() -> HubConfig {
         queue_max_bytes: 64 << 20,
         slow_max_overflows: 100,
         slow_window_ms: 60_000,
+        fanout_min_subscribers: 128,
+        fanout_shards: 0,
     }
 }
 
@@ -730,22 +732,22 @@ async fn audio_only_streams_wake_players_every_100ms_of_media() {
 /// A direct sink in memory: takes up to `room` bytes (then `WouldBlock`), counts its calls,
 /// and uses the payload as the wire form.
 #[derive(Default)]
-struct MemSink {
+pub(super) struct MemSink {
     got: std::sync::Mutex<Vec<u8>>,
     room: std::sync::atomic::AtomicUsize,
     calls: std::sync::atomic::AtomicUsize,
 }
 
 impl MemSink {
-    fn with_room(room: usize) -> Arc<Self> {
+    pub(super) fn with_room(room: usize) -> Arc<Self> {
         let s = Self::default();
         s.room.store(room, std::sync::atomic::Ordering::SeqCst);
         Arc::new(s)
     }
-    fn calls(&self) -> usize {
+    pub(super) fn calls(&self) -> usize {
         self.calls.load(std::sync::atomic::Ordering::SeqCst)
     }
-    fn got(&self) -> Vec<u8> {
+    pub(super) fn got(&self) -> Vec<u8> {
         self.got.lock().unwrap().clone()
     }
 }
@@ -753,7 +755,7 @@ impl MemSink {
 static NOTHING: Bytes = Bytes::new();
 
 /// The wire form `MemSink` is lent with: the payload alone.
-fn mem_wire(frame: &MediaFrame) -> [&Bytes; 3] {
+pub(super) fn mem_wire(frame: &MediaFrame) -> [&Bytes; 3] {
     [&frame.payload, &NOTHING, &NOTHING]
 }
 
@@ -802,7 +804,7 @@ fn direct_setup_with(
 }
 
 /// Polls `recv` once and asserts that it waits (nothing queued).
-fn park(sub: &mut Subscriber) {
+pub(super) fn park(sub: &mut Subscriber) {
     let mut out = Vec::new();
     let recv = std::pin::pin!(sub.recv(&mut out, 16));
     let waker = futures::task::noop_waker();
