@@ -473,7 +473,17 @@ fi
 # (d) many streams: MANY_STREAMS x 5 players.
 if want many; then
   MANY=("${COMMON[@]}" --streams "$MANY_STREAMS" --players $((MANY_STREAMS * 5)) --ramp 500 --lead 3)
+  # The edge's GOP caches' payload high-water mark (a gauge), polled until the edge stops: the
+  # report sets the edge's RSS against it.
+  (while :; do
+    v=$(curl -fsS "http://127.0.0.1:$E_HTTP/metrics" 2>/dev/null |
+      sed -n 's/^livecdn_media_gop_cache_peak_bytes \([0-9.]*\)$/\1/p' || true)
+    if [ -n "$v" ]; then echo "$v" >"$RESULTS/many-ours-gop.txt"; fi
+    sleep 0.5
+  done) &
+  GOP_WATCH=$!; pids+=("$GOP_WATCH")
   run_on ours many-ours "${MANY[@]}" --publish "rtmp://$O/live/many{n}" --play "rtmp://$E/live/many{n}"
+  stop_pid "$GOP_WATCH"
   theirs_enabled && run_on nginx many-nginx "${MANY[@]}" \
     --publish "rtmp://$NO/live/many{n}" --play "rtmp://$NE/live/many{n}"
 fi

@@ -109,7 +109,14 @@ pub async fn serve<N: Node>(
     // /metrics stays on the public port too: Prometheus scrapes it where load balancers
     // already reach, and it holds only aggregate series (no stream keys, no addresses).
     let metrics = crate::telemetry::metrics_handle();
-    let render = move || std::future::ready(metrics.render());
+    let hub = parts.hub.clone();
+    let render = move || {
+        // Sums kept by the hub, published when asked for rather than per frame.
+        let (gop, gop_peak) = hub.gop_cache_bytes();
+        metrics::gauge!(crate::telemetry::metric::GOP_CACHE_BYTES).set(gop as f64);
+        metrics::gauge!(crate::telemetry::metric::GOP_CACHE_PEAK_BYTES).set(gop_peak as f64);
+        std::future::ready(metrics.render())
+    };
     let locator = net::locate::Locator::new(
         parts.registry.view(),
         &parts.locate,

@@ -38,6 +38,10 @@ pub mod metric {
     pub const FRAMES_DROPPED: &str = "livecdn_media_frames_dropped_total";
     /// Counter: players disconnected for being too slow.
     pub const SLOW_PLAYERS_DISCONNECTED: &str = "livecdn_media_slow_players_disconnected_total";
+    /// Gauge: payload bytes held by all streams' GOP caches (set when /metrics is rendered).
+    pub const GOP_CACHE_BYTES: &str = "livecdn_media_gop_cache_bytes";
+    /// Gauge: the most payload bytes all GOP caches held at once since the node started.
+    pub const GOP_CACHE_PEAK_BYTES: &str = "livecdn_media_gop_cache_peak_bytes";
     /// Gauge: streams packaged for HLS on this node.
     pub const HLS_PACKAGERS: &str = "livecdn_hls_packagers";
     /// Counter {reason}: clients kicked through the API.
@@ -157,6 +161,8 @@ pub fn init_metrics(role: &'static str) {
     gauge!(metric::DRAINING).set(0.0);
     gauge!(metric::PUBLISHERS).set(0.0);
     gauge!(metric::HLS_PACKAGERS).set(0.0);
+    gauge!(metric::GOP_CACHE_BYTES).set(0.0);
+    gauge!(metric::GOP_CACHE_PEAK_BYTES).set(0.0);
     for kind in ["published", "pulled"] {
         gauge!(metric::STREAMS_ACTIVE, "kind" => kind).set(0.0);
     }

@@ -799,6 +799,25 @@ fn render(res: &Results) -> String {
         }
     }
     let _ = writeln!(o);
+    // What the edge's RSS must hold at least: its GOP caches' payload at their fullest (the
+    // edge's own high-water gauge, polled by run.sh until the edge stopped).
+    let gop_peak = res
+        .text("many-ours-gop.txt")
+        .and_then(|t| t.trim().parse::<f64>().ok());
+    if let (Some(gop), Some(edge)) = (gop_peak, res.get("many-ours").and_then(|r| proc(r, "edge")))
+    {
+        let gop_mib = gop / (1024.0 * 1024.0);
+        let _ = writeln!(
+            o,
+            "livecdn edge memory: its GOP caches held at most {} MiB of payload \
+             (`livecdn_media_gop_cache_peak_bytes`); edge RSS {} MiB (peak {}) is {}x that \
+             (aim: at most 1.25x). nginx-rtmp keeps no GOP.\n",
+            f1(gop_mib),
+            f1(edge.rss_mib_end),
+            f1(edge.rss_mib_peak),
+            f2(edge.rss_mib_peak / gop_mib.max(f64::MIN_POSITIVE)),
+        );
+    }
 
     if !section_has_runs {
         o.truncate(section_at);

@@ -4,7 +4,7 @@
 //! (`shard`). Must not know any protocol or the cluster; takes no global lock per frame.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,10 @@ pub struct Hub {
     config: HubConfig,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     next_id: AtomicU64,
+    /// Payload bytes in all streams' GOP caches, and their high-water mark (what the node's
+    /// memory must hold at least: `gop_cache_bytes`).
+    gop_bytes: AtomicUsize,
+    gop_peak: AtomicUsize,
 }
 
 impl Hub {
@@ -74,7 +78,29 @@ impl Hub {
             config,
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            gop_bytes: AtomicUsize::new(0),
+            gop_peak: AtomicUsize::new(0),
         })
+    }
+
+    /// Payload bytes the GOP caches of all streams hold now, and the most they have held at
+    /// once since the node started (the floor of the node's memory under this load).
+    pub fn gop_cache_bytes(&self) -> (usize, usize) {
+        (
+            self.gop_bytes.load(Ordering::Relaxed),
+            self.gop_peak.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Books a change of one stream's GOP cache from `before` to `after` bytes.
+    fn account_gop(&self, before: usize, after: usize) {
+        if after >= before {
+            let now =
+                self.gop_bytes.fetch_add(after - before, Ordering::Relaxed) + (after - before);
+            self.gop_peak.fetch_max(now, Ordering::Relaxed);
+        } else {
+            self.gop_bytes.fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -118,6 +144,7 @@ impl Hub {
             }
             st.publisher = Some(id);
             st.publisher_kick = Some(kicked.clone());
+            self.account_gop(st.gop_bytes, 0);
             st.reset_caches();
             true
         });
@@ -499,7 +526,9 @@ impl Publisher {
             return;
         };
         let mut st = lock(&self.stream.state);
+        let gop_before = st.gop_bytes;
         st.cache(&frame, &hub.config);
+        hub.account_gop(gop_before, st.gop_bytes);
         if !wakes(&frame, st.last_wake_ms, st.riders.len()) {
             st.riders.push(frame);
             return;
@@ -522,6 +551,9 @@ impl Drop for Publisher {
                 self.stream.count_dropped(dropped, "slow_player");
                 st.publisher = None;
                 st.publisher_kick = None;
+                if let Some(hub) = self.stream.hub.upgrade() {
+                    hub.account_gop(st.gop_bytes, 0);
+                }
                 st.reset_caches();
                 st.close_subscribers(CloseReason::Ended);
             }

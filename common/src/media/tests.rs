@@ -1058,3 +1058,24 @@ fn a_player_takes_at_most_about_a_megabyte_at_once() {
     assert_eq!(out.len(), 2);
     assert_eq!(sub.queued_bytes(), 6 * 600_000);
 }
+
+/// The hub books its GOP caches' payload bytes across streams, and their high-water mark:
+/// a keyframe starts a new GOP, headers are not GOP bytes, an ended stream holds none.
+#[test]
+fn gop_cache_bytes_are_summed_over_streams_with_their_peak() {
+    let hub = Hub::new(config());
+    let a = hub.publish("live/a").unwrap();
+    let b = hub.publish("live/b").unwrap();
+    a.send(vseq());
+    a.send(frame(FrameKind::Video, 0, true, false, 1000));
+    a.send(frame(FrameKind::Video, 40, false, false, 200));
+    b.send(frame(FrameKind::Video, 0, true, false, 3000));
+    assert_eq!(hub.gop_cache_bytes(), (4200, 4200));
+    // a's next GOP starts smaller: the total falls, the peak stays.
+    a.send(frame(FrameKind::Video, 80, true, false, 500));
+    assert_eq!(hub.gop_cache_bytes(), (3500, 4200));
+    drop(b);
+    assert_eq!(hub.gop_cache_bytes(), (500, 4200));
+    drop(a);
+    assert_eq!(hub.gop_cache_bytes(), (0, 4200));
+}

@@ -211,7 +211,7 @@ async fn play_taken_over(
     let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(conn.batch);
     let mut bufs = vec![head, Bytes::from_static(&FILE_HEADER)];
     let mut first_frame = Some(asked);
-    let mut junk = BytesMut::with_capacity(512);
+    let mut junk = BytesMut::new();
     let slow = sub.cancelled();
     let shutdown = conn.shutdown.cancelled();
     let kicked = client.info.kick.cancelled();
@@ -249,10 +249,10 @@ async fn play_taken_over(
             }
             // The client has nothing more to say: what it sends is discarded, its close ends
             // the play.
-            r = shared.read_buf(&mut junk) => match r {
+            r = shared.read_buf(&mut junk, 512) => match r {
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(_) => {
-                    junk.clear();
+                    junk = BytesMut::new();
                     continue;
                 }
             },

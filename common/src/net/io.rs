@@ -57,13 +57,23 @@ impl SharedStream {
         self.0.direct_sent.swap(0, Ordering::Relaxed)
     }
 
-    /// Reads what is there into `buf`, waiting until something is (0 at end of stream).
-    pub async fn read_buf(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+    /// Reads what is there into `buf`, waiting until something is (0 at end of stream). Room
+    /// for `size` bytes is reserved only once the socket is readable, so a connection waiting
+    /// for its peer holds no buffer.
+    pub async fn read_buf(&self, buf: &mut BytesMut, size: usize) -> std::io::Result<usize> {
         std::future::poll_fn(|cx| {
             loop {
                 ready!(self.0.sock.poll_read_ready(cx))?;
+                buf.reserve(size);
                 match self.0.sock.try_read_buf(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // The readiness was stale (tokio keeps it until a read would block):
+                        // give the room back before waiting for real.
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                        continue;
+                    }
                     r => return Poll::Ready(r),
                 }
             }
@@ -128,11 +138,13 @@ impl DirectSink for Shared {
 /// to it directly: plain TCP (`SharedStream`) can, TLS cannot (one writer must own its record
 /// state), so TLS players take the queued path.
 pub trait Transport: AsyncWrite + Unpin + Send + 'static {
-    /// Reads what is there into `buf`, waiting until something is (0 at end of stream).
-    /// Cancel-safe: a dropped read loses no bytes.
+    /// Reads what is there into `buf`, waiting until something is (0 at end of stream), with
+    /// room for `size` more bytes reserved when the bytes are there, if the transport can
+    /// tell (plain TCP), else before waiting. Cancel-safe: a dropped read loses no bytes.
     fn read_into<'a>(
         &'a mut self,
         buf: &'a mut BytesMut,
+        size: usize,
     ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send + 'a;
     /// The socket the fan-out may write to directly, if this transport allows it.
     fn shared(&self) -> Option<&SharedStream>;
@@ -144,8 +156,9 @@ impl Transport for SharedStream {
     fn read_into<'a>(
         &'a mut self,
         buf: &'a mut BytesMut,
+        size: usize,
     ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send + 'a {
-        self.read_buf(buf)
+        self.read_buf(buf, size)
     }
 
     #[inline]
@@ -162,7 +175,10 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
     fn read_into<'a>(
         &'a mut self,
         buf: &'a mut BytesMut,
+        size: usize,
     ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send + 'a {
+        // Decrypted bytes may already wait inside the TLS stream: no readiness to wait for.
+        buf.reserve(size);
         AsyncReadExt::read_buf(self, buf)
     }
 

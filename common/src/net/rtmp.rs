@@ -155,6 +155,10 @@ pub async fn serve<N: Node>(
     }
 }
 
+/// A player's batch vectors keep room for this many entries between writes (a queued player
+/// takes a frame or two per wake-up; the primed GOP's batch is given back).
+const KEPT_BATCH: usize = 8;
+
 /// Bounds of a connection's read buffer (`Conn::read_some`).
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
@@ -162,7 +166,8 @@ const READ_MAX: usize = 64 * 1024;
 struct Conn<T> {
     sock: StallTimeout<T>,
     session: ServerSession,
-    buf: BytesMut,
+    /// Bytes asked for by the next read: grows while reads fill it (a publisher).
+    read_size: usize,
 }
 
 impl<T: Transport> Conn<T> {
@@ -175,22 +180,26 @@ impl<T: Transport> Conn<T> {
         Ok(())
     }
 
-    /// Reads once and feeds the session; `false` at end of stream.
-    async fn read_some(&mut self) -> Result<bool, ConnError> {
+    /// Reads once and feeds the session; the bytes read, 0 at end of stream.
+    async fn read_some(&mut self) -> Result<usize, ConnError> {
         // Sized by what the peer sends: a player sends a few bytes now and then (thousands of
-        // players must not hold 64 KiB each), a publisher megabits. Doubles while reads fill it.
-        let size = self.buf.capacity().clamp(READ_MIN, READ_MAX);
-        self.buf.clear();
-        self.buf.reserve(size);
-        let n = self.sock.get_mut().read_into(&mut self.buf).await?;
+        // players must not hold 64 KiB each), a publisher megabits. Doubles while reads fill
+        // it. The buffer lives for this read only (the session copies what it keeps), and on
+        // plain TCP is only allocated once bytes are there: a waiting connection holds none.
+        let mut buf = BytesMut::new();
+        let n = self
+            .sock
+            .get_mut()
+            .read_into(&mut buf, self.read_size)
+            .await?;
         if n == 0 {
-            return Ok(false);
+            return Ok(0);
         }
-        if n == self.buf.capacity() && n < READ_MAX {
-            self.buf.reserve(n);
+        if n >= self.read_size {
+            self.read_size = (self.read_size * 2).min(READ_MAX);
         }
-        self.session.handle_input(&self.buf)?;
-        Ok(true)
+        self.session.handle_input(&buf)?;
+        Ok(n)
     }
 }
 
@@ -206,12 +215,17 @@ async fn handle<N: Node>(
     let deadline = Instant::now() + ctx.limits.handshake_timeout;
     match tls {
         None => run(SharedStream::new(sock), peer, ctx, conn_id, deadline).await,
+        // Boxed: a TLS stream and its handshake are kilobytes, which every plain connection's
+        // task would otherwise reserve too (a task is as large as its largest branch).
         Some(acceptor) => {
-            let stream = timeout_at(deadline, acceptor.accept(sock))
-                .await
-                .map_err(|_| ConnError::HandshakeTimeout)?
-                .map_err(ConnError::Tls)?;
-            run(stream, peer, ctx, conn_id, deadline).await
+            Box::pin(async move {
+                let stream = timeout_at(deadline, acceptor.accept(sock))
+                    .await
+                    .map_err(|_| ConnError::HandshakeTimeout)?
+                    .map_err(ConnError::Tls)?;
+                run(stream, peer, ctx, conn_id, deadline).await
+            })
+            .await
         }
     }
 }
@@ -231,7 +245,7 @@ async fn run<N: Node, T: Transport>(
     let mut conn = Conn {
         sock: StallTimeout::new(sock, ctx.limits.write_timeout),
         session: ServerSession::new(config),
-        buf: BytesMut::new(),
+        read_size: READ_MIN,
     };
     let result = negotiate(&mut conn, peer, ctx, conn_id, deadline).await;
     // Whatever the outcome, the peer gets our last words (an _error, an onStatus).
@@ -303,7 +317,7 @@ async fn negotiate<N: Node, T: Transport>(
             _ = ctx.shutdown.cancelled() => return Ok(()),
             r = timeout_at(deadline, conn.read_some()) => r.map_err(|_| ConnError::HandshakeTimeout)??,
         };
-        if !more {
+        if more == 0 {
             return Ok(());
         }
     }
@@ -458,12 +472,12 @@ async fn publish_loop<N: Node, T: Transport>(
                 continue;
             }
         };
-        if !more {
+        if more == 0 {
             info!("publisher disconnected");
             return Ok(());
         }
-        received.increment(conn.buf.len() as u64);
-        client.add_bytes(conn.buf.len() as u64);
+        received.increment(more as u64);
+        client.add_bytes(more as u64);
         while let Some(ev) = conn.session.poll_event()? {
             match ev {
                 ServerEvent::Media {
@@ -512,7 +526,7 @@ async fn play_loop<N: Node, T: Transport>(
         stream: sub.stream().clone(),
         direct: conn.sock.get_ref().shared().cloned(),
     });
-    let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(ctx.limits.batch_frames);
+    let mut frames: Vec<Arc<MediaFrame>> = Vec::new();
     let result = play_frames(conn, &mut sub, &mut frames, stream_id, ctx, asked, client).await;
     // Take the socket back from the fan-out before the last words (an onStatus) go out, and
     // finish any frame a direct write started, so that they arrive well-formed.
@@ -542,7 +556,7 @@ async fn play_frames<N: Node, T: Transport>(
     let mut first_frame = Some(asked);
     let slow_token = sub.cancelled();
     let batch = ctx.limits.batch_frames;
-    let mut bufs: Vec<Bytes> = Vec::with_capacity(batch + 1);
+    let mut bufs: Vec<Bytes> = Vec::new();
     // Created once: a cancellation future registers with its token when made, which costs
     // more than the poll itself.
     let shutdown = ctx.shutdown.cancelled();
@@ -563,7 +577,7 @@ async fn play_frames<N: Node, T: Transport>(
                 return Ok(());
             }
             r = conn.read_some() => {
-                if !r? {
+                if r? == 0 {
                     return Ok(());
                 }
                 while let Some(ev) = conn.session.poll_event()? {
@@ -601,7 +615,10 @@ async fn play_frames<N: Node, T: Transport>(
         }
         // Cleared now, not at the next wake-up: while the fan-out writes directly, that may be
         // never, and these frames (a whole primed GOP at first) would stay alive until then.
+        // The vectors sized for that primed GOP shrink back too (a few KiB per player).
         bufs.clear();
+        bufs.shrink_to(KEPT_BATCH);
+        frames.shrink_to(KEPT_BATCH);
         client.book_egress(n as u64);
         if had_media && let Some(t) = first_frame.take() {
             metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")

@@ -469,3 +469,24 @@ fn encoder_clamps_out_of_range_arguments() {
     let got = drain(&mut decoder(1), &mut out);
     assert_eq!((got[0].csid, &got[0].payload[..]), (2, &b"abc"[..]));
 }
+
+/// A decoded payload owns exactly its bytes: not a slice of the input buffer (which would keep
+/// the whole read buffer alive for as long as a GOP cache holds the frame), and no spare
+/// capacity, whether the message came in one chunk or in several.
+#[test]
+fn decoded_payloads_own_exactly_their_bytes() {
+    for (chunk_size, len) in [(60_000, 9_000), (4096, 45_000), (128, 300)] {
+        let mut d = decoder(chunk_size);
+        let data = pattern(len, 5);
+        let mut input = encode(chunk_size, 6, 0, 9, 1, &data);
+        // A following message still in the buffer: the input stays alive after the decode.
+        input.extend_from_slice(&encode(chunk_size, 6, 40, 9, 1, b"next"));
+        let m = d.decode(&mut input).unwrap().expect("message");
+        assert!(!input.is_empty());
+        let payload = m.payload.try_into_mut().unwrap_or_else(|_| {
+            panic!("chunk size {chunk_size}, {len} bytes: payload shares its allocation")
+        });
+        assert_eq!(payload.capacity(), len, "chunk size {chunk_size}");
+        assert_eq!(&payload[..], &data[..]);
+    }
+}

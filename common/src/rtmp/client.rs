@@ -176,8 +176,14 @@ impl ClientSession {
         if self.output.is_empty() {
             None
         } else {
-            Some(self.output.split().freeze())
+            // Taken whole: a split would keep the rest of the allocation in the session.
+            Some(std::mem::take(&mut self.output).freeze())
         }
+    }
+
+    /// Bytes allocated for input not decoded yet (a partial chunk between reads).
+    pub fn input_capacity(&self) -> usize {
+        self.input.capacity()
     }
 
     /// Number of output bytes waiting to be taken.
@@ -210,6 +216,7 @@ impl ClientSession {
                 return Ok(None);
             }
             let Some(msg) = self.decoder.decode(&mut self.input)? else {
+                super::release_if_empty(&mut self.input);
                 return Ok(None);
             };
             if let Some(seq) = self.ack.on_received(self.decoder.bytes_received()) {

@@ -18,3 +18,13 @@ pub use server::{STREAM_ID, ServerConfig, ServerEvent, ServerSession, SessionErr
 pub const CSID_AUDIO: u32 = 4;
 pub const CSID_DATA: u32 = 5;
 pub const CSID_VIDEO: u32 = 6;
+
+/// Frees a session's input buffer once everything in it is decoded. Between reads it then
+/// holds only a partial chunk, if any: a pull or a player waiting for its next read holds no
+/// buffer (the next read's bytes get an allocation of their own size), where a kept one
+/// stayed at its largest read (~100 KiB per pull, 200 pulls: 22 MiB).
+fn release_if_empty(input: &mut bytes::BytesMut) {
+    if input.is_empty() && input.capacity() > 0 {
+        *input = bytes::BytesMut::new();
+    }
+}

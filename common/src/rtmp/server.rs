@@ -208,8 +208,15 @@ impl ServerSession {
         if self.output.is_empty() {
             None
         } else {
-            Some(self.output.split().freeze())
+            // Taken whole, not split: a split would leave the rest of the allocation to this
+            // session, kept for as long as the connection lives.
+            Some(std::mem::take(&mut self.output).freeze())
         }
+    }
+
+    /// Bytes allocated for input not decoded yet (a partial chunk between reads).
+    pub fn input_capacity(&self) -> usize {
+        self.input.capacity()
     }
 
     /// The next event, decoding buffered input as needed. `Ok(None)`: feed more input.
@@ -224,7 +231,10 @@ impl ServerSession {
             }
             let msg = match self.decoder.decode(&mut self.input) {
                 Ok(Some(msg)) => msg,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    super::release_if_empty(&mut self.input);
+                    return Ok(None);
+                }
                 Err(e) => {
                     if let ChunkError::CommandTooLarge { .. } | ChunkError::MessageTooLarge { .. } =
                         e

@@ -1006,3 +1006,54 @@ fn null_array_commands_are_refused_before_and_after_connect() {
     server.handle_input(&video).unwrap();
     assert_eq!(server.poll_event().unwrap(), None);
 }
+
+/// A pull or a player between reads holds no input buffer: once everything fed is decoded,
+/// the session's input allocation is given back (it used to stay at its largest read, ~100
+/// KiB per pull); a partial chunk keeps only what it needs.
+#[test]
+fn decoded_input_is_released_between_reads() {
+    let mut p = Pair::playing(ServerConfig::default());
+    assert_eq!(p.server.input_capacity(), 0, "server after the play");
+    let big = payload(50_000, 3);
+    p.server_sends(CSID_VIDEO, 40, type_id::VIDEO, &big);
+    assert!(matches!(
+        p.client_events().last(),
+        Some(ClientEvent::Media { payload, .. }) if payload.len() == big.len()
+    ));
+    assert_eq!(p.client.input_capacity(), 0, "client after a whole message");
+
+    // Half a chunk: kept (it is all there is to decode), then released with its message.
+    let mut out = BytesMut::new();
+    encode_message(
+        p.server.out_chunk_size(),
+        CSID_VIDEO,
+        80,
+        type_id::VIDEO,
+        STREAM_ID,
+        &big,
+        &mut out,
+    );
+    let half = out.len() / 2;
+    p.client.handle_input(&out[..half]).unwrap();
+    assert!(p.client.poll_event().unwrap().is_none());
+    assert!(p.client.input_capacity() >= half);
+    p.client.handle_input(&out[half..]).unwrap();
+    assert!(matches!(
+        p.client.poll_event().unwrap(),
+        Some(ClientEvent::Media { timestamp: 80, .. })
+    ));
+    assert!(p.client.poll_event().unwrap().is_none());
+    assert_eq!(p.client.input_capacity(), 0, "client after the rest");
+}
+
+/// `take_output` hands over the whole buffer: the session keeps no part of its allocation.
+#[test]
+fn taken_output_leaves_no_allocation_behind() {
+    let mut p = Pair::playing(ServerConfig::default());
+    p.server.end_play(STREAM_ID, "NetStream.Play.Stop", "bye");
+    let out = p.server.take_output().expect("onStatus");
+    assert!(
+        out.is_unique(),
+        "the session still shares the output's allocation"
+    );
+}
