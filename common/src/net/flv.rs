@@ -140,7 +140,8 @@ pub async fn serve_taken_over(
     req.extensions_mut()
         .insert(ConnectInfo(PeerAddr(conn.peer)));
     req.extensions_mut().insert(slot.clone());
-    let Ok(resp) = tower_service::Service::call(&mut router, req).await;
+    // Boxed: the handler's state is needed only until it answers, not while the player plays.
+    let Ok(resp) = Box::pin(tower_service::Service::call(&mut router, req)).await;
     match slot.take() {
         Some(play) => play_taken_over(sock, response_head(&resp, None), play, &conn).await,
         None => {

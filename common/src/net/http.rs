@@ -344,15 +344,17 @@ async fn serve_conn(
                 .map_err(|_| HttpConnError::HeaderTimeout)?
                 .map_err(HttpConnError::Tls)?;
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            drive(tls, h2, svc, opts, shutdown).await
+            Box::pin(drive(tls, h2, svc, opts, shutdown)).await
         }
         None => {
             let h2 = tokio::time::timeout(header, sniff_h2(&sock))
                 .await
                 .map_err(|_| HttpConnError::HeaderTimeout)??;
+            // Each way of serving a connection is boxed: a connection task holds the state of
+            // the one it takes (an HTTP-FLV player's is a few KiB, hyper's much more).
             if !h2 {
                 // An HTTP-FLV play as the first request: the connection is the player's.
-                let mut head = [0u8; super::flv::TAKEOVER_HEAD_MAX];
+                let mut head = vec![0u8; super::flv::TAKEOVER_HEAD_MAX];
                 let n = sock.peek(&mut head).await?;
                 if let Some((len, req)) = super::flv::takeover_request(&head[..n]) {
                     let conn = super::flv::TakeoverConn {
@@ -361,10 +363,13 @@ async fn serve_conn(
                         batch: opts.limits.batch_frames,
                         shutdown,
                     };
-                    return Ok(super::flv::serve_taken_over(sock, len, req, router, conn).await?);
+                    drop(head);
+                    let play = super::flv::serve_taken_over(sock, len, req, router, conn);
+                    return Ok(Box::pin(play).await?);
                 }
             }
-            drive(super::zerocopy::ZeroCopyTcp(sock), h2, svc, opts, shutdown).await
+            let io = super::zerocopy::ZeroCopyTcp(sock);
+            Box::pin(drive(io, h2, svc, opts, shutdown)).await
         }
     }
 }
