@@ -6,6 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use common::net::limit::Cidr;
+
 /// Entries of the negative cache at most (a flood of random names cannot grow it further:
 /// past this, new names are simply not remembered).
 const NOT_FOUND_MAX: usize = 65_536;
@@ -19,6 +21,9 @@ pub struct GateConfig {
     pub max_ingests: usize,
     /// Plays waiting for a stream that is not flowing yet, per client address, at most.
     pub max_pending_per_ip: usize,
+    /// Addresses without that cap (`net.trusted_networks`: cluster peers, a proxy on the
+    /// host, a load generator), like the connection budget's per-address limit.
+    pub trusted: Vec<Cidr>,
 }
 
 /// Why a play is refused before it reaches an ingest.
@@ -106,10 +111,12 @@ impl Gate {
         self.not_found.len()
     }
 
-    /// Counts one more waiting play of `ip`, unless it has too many already.
+    /// Counts one more waiting play of `ip`, unless it has too many already (and is not
+    /// trusted).
     pub fn begin_pending(&mut self, ip: IpAddr) -> Result<(), Shed> {
+        let trusted = self.config.trusted.iter().any(|c| c.contains(ip));
         let n = self.pending.entry(ip).or_insert(0);
-        if *n >= self.config.max_pending_per_ip {
+        if *n >= self.config.max_pending_per_ip && !trusted {
             if *n == 0 {
                 self.pending.remove(&ip);
             }
@@ -152,6 +159,7 @@ mod tests {
             not_found_ttl: Duration::from_secs(2),
             max_ingests: 3,
             max_pending_per_ip: 2,
+            trusted: vec![Cidr::parse("10.9.0.0/16").expect("cidr")],
         })
     }
 
@@ -211,6 +219,13 @@ mod tests {
         }
         assert_eq!(g.pending(), 0);
         assert!(g.pending.is_empty(), "no entry left per address");
+        // A trusted address (one proxy or load generator for many players) is counted, not
+        // capped.
+        let t: IpAddr = "10.9.1.1".parse().expect("ip");
+        for _ in 0..10 {
+            assert_eq!(g.begin_pending(t), Ok(()));
+        }
+        assert_eq!(g.pending(), 10);
     }
 
     #[test]
