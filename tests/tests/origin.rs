@@ -229,7 +229,10 @@ async fn sigterm_ends_players_cleanly_and_exits() {
     assert!(clean, "HTTP-FLV connection did not end cleanly");
     // The play owns its connection (see tests/tests/http_flv.rs): the body runs until the
     // close, which comes after a whole last tag.
-    let split = body.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let split = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
     let head = String::from_utf8_lossy(&body[..split]).to_lowercase();
     assert!(head.contains("connection: close"), "{head}");
     let flv = &body[split + 4..];
@@ -237,7 +240,11 @@ async fn sigterm_ends_players_cleanly_and_exits() {
     let mut reader = common::flv::FlvReader::without_header(16 << 20);
     let mut rest = bytes::BytesMut::from(&flv[13..]);
     let mut tags = 0;
-    while reader.decode(&mut rest).expect("well-formed tags").is_some() {
+    while reader
+        .decode(&mut rest)
+        .expect("well-formed tags")
+        .is_some()
+    {
         tags += 1;
     }
     assert!(tags > 0, "no tag before the end");
