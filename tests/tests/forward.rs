@@ -5,26 +5,41 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::rtmp::{Watcher, wait_playable};
 use harness::{
     FfmpegPublisher, NodeProc, Proc, StreamSpec, binary, ffmpeg_play, free_port, wait_for,
 };
 
-/// A stand-alone origin (in-memory registry) on fixed loopback ports: the "other server".
+/// A stand-alone origin (in-memory registry) on a fixed loopback RTMP port: the "other
+/// server". Its HTTP and API ports are free ones; another test may take one between
+/// `free_port` and the bind, so a start that lost that race is tried again on new ports.
 fn destination(rtmp: SocketAddr) -> Proc {
-    let http = format!("127.0.0.1:{}", free_port());
-    let api = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(binary("origin"));
-    cmd.args(["--rtmp-listen", &rtmp.to_string(), "--http-listen", &http])
-        .args(["--api-listen", &api, "--node-id", "destination"]);
-    let mut p = Proc::spawn("destination", &mut cmd);
-    wait_for("the destination to listen", Duration::from_secs(15), || {
-        assert!(p.is_running(), "destination exited: {}", p.output());
-        TcpStream::connect(rtmp).is_ok()
-    });
-    p
+    for _ in 0..5 {
+        let http = format!("127.0.0.1:{}", free_port());
+        let api = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(binary("origin"));
+        cmd.args(["--rtmp-listen", &rtmp.to_string(), "--http-listen", &http])
+            .args(["--api-listen", &api, "--node-id", "destination"]);
+        let mut p = Proc::spawn("destination", &mut cmd);
+        let end = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < end {
+            if TcpStream::connect(rtmp).is_ok() && p.is_running() {
+                return p;
+            }
+            if !p.is_running() {
+                let out = p.output();
+                assert!(
+                    out.contains("Address already in use"),
+                    "destination exited: {out}"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("the destination never listened on {rtmp}");
 }
 
 fn forwards(origin: &NodeProc) -> serde_json::Value {
