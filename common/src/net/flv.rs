@@ -31,7 +31,7 @@ use super::clients::{ClientGuard, Egress};
 use super::http::PeerAddr;
 use super::io::{SharedStream, StallTimeout, write_all_vectored};
 use crate::flv::{self, flv_wire};
-use crate::media::{CloseReason, MediaFrame, Subscriber, unwritten_wire};
+use crate::media::{CloseReason, MediaFrame, Subscriber, lock, unwritten_wire};
 use crate::telemetry::metric;
 
 /// Request heads longer than this (or split across packets) take the hyper path.
@@ -57,11 +57,11 @@ pub struct Takeover(Arc<Mutex<Option<FlvPlay>>>);
 
 impl Takeover {
     pub fn put(&self, play: FlvPlay) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(play);
+        *lock(&self.0) = Some(play);
     }
 
     fn take(&self) -> Option<FlvPlay> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.0).take()
     }
 }
 

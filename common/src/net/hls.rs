@@ -19,7 +19,7 @@ use tracing::debug;
 use super::http::json_error;
 use super::{NetContext, Node, PlayRequest, Refusal};
 use crate::hls::{Availability, Container, HlsConfig, Render, Segmenter};
-use crate::media::{CloseReason, MediaFrame};
+use crate::media::{CloseReason, MediaFrame, lock};
 use crate::telemetry::metric;
 
 /// HLS options of a node.
@@ -97,10 +97,6 @@ struct CachedPlaylist {
 
 /// Distinct playlists kept per generation (queries may carry per-viewer tokens).
 const PLAYLIST_CACHE_MAX: usize = 16;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn wall_ms() -> u64 {
     SystemTime::now()
