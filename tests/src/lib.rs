@@ -31,12 +31,31 @@ pub fn require(tool: &str) {
     );
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and that nothing else in this run will pick.
+///
+/// Ports come from 20000-32767, below the kernel's ephemeral range (32768-60999 on Linux), so
+/// an outgoing connection of a concurrent test (ffmpeg, etcd, a node pulling) can never take
+/// one between this check and the node's bind, which is what `bind(":0")` allowed. Each test
+/// process walks the range from its own pid-derived start (cargo runs test binaries one after
+/// another), and never hands the same port out twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 977) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
 /// Path of a workspace binary built next to the test executable (target/<profile>/NAME).
@@ -77,12 +96,10 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let log = std::env::temp_dir().join(format!(
-            "livecdn-{}-{}-{}.log",
-            name,
-            std::process::id(),
-            free_port()
-        ));
+        static SPAWNED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log =
+            std::env::temp_dir().join(format!("livecdn-{}-{}-{n}.log", name, std::process::id(),));
         let file = std::fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file");
         let child = cmd
@@ -180,6 +197,22 @@ impl NodeProc {
         prefix: &[&str],
         extra: &[&str],
     ) -> NodeProc {
+        // A port taken between `free_port()` and the node's bind (by a process outside this
+        // run) costs a retry on new ports, not the test.
+        for _ in 0..3 {
+            if let Some(node) = Self::try_spawn_in(binary_name, bind, prefix, extra) {
+                return node;
+            }
+        }
+        panic!("{binary_name} lost its ports three times: Address already in use");
+    }
+
+    fn try_spawn_in(
+        binary_name: &str,
+        bind: std::net::IpAddr,
+        prefix: &[&str],
+        extra: &[&str],
+    ) -> Option<NodeProc> {
         let rtmp = SocketAddr::new(bind, free_port());
         let http = SocketAddr::new(bind, free_port());
         let api = SocketAddr::new(bind, free_port());
@@ -215,21 +248,23 @@ impl NodeProc {
             node_id,
         };
         let running = &mut o.proc;
+        let mut lost_port = false;
         wait_for(
             &format!("{binary_name} to listen"),
             Duration::from_secs(15),
             || {
-                assert!(
-                    running.is_running(),
-                    "{binary_name} exited: {}",
-                    running.output()
-                );
+                if !running.is_running() {
+                    let output = running.output();
+                    lost_port = output.contains("Address already in use");
+                    assert!(lost_port, "{binary_name} exited: {output}");
+                    return true;
+                }
                 TcpStream::connect(http).is_ok()
                     && TcpStream::connect(rtmp).is_ok()
                     && TcpStream::connect(api).is_ok()
             },
         );
-        o
+        (!lost_port).then_some(o)
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {
