@@ -8,7 +8,7 @@
 #   SCENARIOS=tls bench/run.sh   # what a TLS player costs, writes target/bench-tls/BENCHMARKS.md
 #
 # Knobs (environment): WINDOW (s, default 12), WARMUP (s, 4), BITRATE (2m), FANOUT
-# ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000", sizes of FANOUT), REPEAT (3) runs per server of each of
+# ("500 1000 2000 3000"), FLV_FANOUT ("1000 3000", sizes of FANOUT), REPEAT (3) runs per server of (d) and of each of
 # REPEAT_FANOUT ("1000 3000"), alternating servers (the headline takes medians),
 # SERVER_CPUS (1), LOADGEN_CPUS (0), BASE (port base, 23000), RESULTS (dir for JSON/logs),
 # OUT (BENCHMARKS.md), SKIP_NGINX=1, PROFILE=0 (skip the perf profile), LIVECDN_REV (the revision to report, default from git),
@@ -470,22 +470,28 @@ if want cold; then
     --publish "rtmp://$NO/live/cold{n}" --play "rtmp://$NE/live/cold{n}"
 fi
 
-# (d) many streams: MANY_STREAMS x 5 players.
+# (d) many streams: MANY_STREAMS x 5 players, REPEAT rounds alternating servers (the latency
+# tail is set by the publishers' aligned keyframe bursts and varies from run to run: the
+# report compares medians).
 if want many; then
   MANY=("${COMMON[@]}" --streams "$MANY_STREAMS" --players $((MANY_STREAMS * 5)) --ramp 500 --lead 3)
-  # The edge's GOP caches' payload high-water mark (a gauge), polled until the edge stops: the
-  # report sets the edge's RSS against it.
-  (while :; do
-    v=$(curl -fsS "http://127.0.0.1:$E_HTTP/metrics" 2>/dev/null |
-      sed -n 's/^livecdn_media_gop_cache_peak_bytes \([0-9.]*\)$/\1/p' || true)
-    if [ -n "$v" ]; then echo "$v" >"$RESULTS/many-ours-gop.txt"; fi
-    sleep 0.5
-  done) &
-  GOP_WATCH=$!; pids+=("$GOP_WATCH")
-  run_on ours many-ours "${MANY[@]}" --publish "rtmp://$O/live/many{n}" --play "rtmp://$E/live/many{n}"
-  stop_pid "$GOP_WATCH"
-  theirs_enabled && run_on nginx many-nginx "${MANY[@]}" \
-    --publish "rtmp://$NO/live/many{n}" --play "rtmp://$NE/live/many{n}"
+  for r in $(seq 1 "$REPEAT"); do
+    sfx=""; [ "$r" -gt 1 ] && sfx="-r$r"
+    # The edge's GOP caches' payload high-water mark (a gauge), polled until the edge stops:
+    # the report sets the edge's RSS against it.
+    rm -f "$RESULTS/many-ours$sfx-gop.txt"
+    (while :; do
+      v=$(curl -fsS "http://127.0.0.1:$E_HTTP/metrics" 2>/dev/null |
+        sed -n 's/^livecdn_media_gop_cache_peak_bytes \([0-9.]*\)$/\1/p' || true)
+      if [ -n "$v" ]; then echo "$v" >"$RESULTS/many-ours$sfx-gop.txt"; fi
+      sleep 0.5
+    done) &
+    GOP_WATCH=$!; pids+=("$GOP_WATCH")
+    run_on ours "many-ours$sfx" "${MANY[@]}" --publish "rtmp://$O/live/many{n}" --play "rtmp://$E/live/many{n}"
+    stop_pid "$GOP_WATCH"
+    theirs_enabled && run_on nginx "many-nginx$sfx" "${MANY[@]}" \
+      --publish "rtmp://$NO/live/many{n}" --play "rtmp://$NE/live/many{n}"
+  done
 fi
 
 # (e) one stalled player among STALL_PLAYERS (longer window: kernel socket buffers absorb tens

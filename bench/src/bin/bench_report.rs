@@ -252,6 +252,18 @@ fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 
+/// The GOP caches' payload high-water mark of round `round` (0-based) of `name`, in MiB.
+fn many_gop_peak_mib(res: &Results, name: &str, round: usize) -> Option<f64> {
+    let sfx = if round == 0 {
+        String::new()
+    } else {
+        format!("-r{}", round + 1)
+    };
+    res.text(&format!("{name}{sfx}-gop.txt"))
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .map(|b| b / (1024.0 * 1024.0))
+}
+
 fn server_name(name: &str) -> &'static str {
     if name.contains("nginx") {
         "nginx-rtmp"
@@ -767,14 +779,22 @@ fn render(res: &Results) -> String {
     let _ = writeln!(o, "## (d) Many streams: streams x 5 players on one edge\n");
     let _ = writeln!(
         o,
-        "| server | streams | players | ok/started | delivered Gbit/s | edge process CPU % | origin process CPU % | edge CPU % incl. softirq | edge process CPU % per Gbit/s | edge RSS MiB | latency ms p50 / p99 / max | first frame ms p50 / p99 | keyframe first | gaps > 1 s | errors | load generator core busy % | CPU % of other programs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "Rounds alternate the servers; the targets table compares medians.\n\n\
+         | server | run | streams | players | ok/started | delivered Gbit/s | edge process CPU % | origin process CPU % | edge CPU % incl. softirq | edge process CPU % per Gbit/s | edge RSS MiB | GOP caches' peak MiB | latency ms p50 / p99 / max | first frame ms p50 / p99 | keyframe first | gaps > 1 s | errors | load generator core busy % | CPU % of other programs |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
-    for name in ["many-ours", "many-nginx"] {
-        if let Some(r) = res.get(name) {
+    let ours = res.repeats("many-ours");
+    let theirs = res.repeats("many-nginx");
+    for round in 0..ours.len().max(theirs.len()) {
+        for (name, runs) in [("many-ours", &ours), ("many-nginx", &theirs)] {
+            let Some(r) = runs.get(round) else {
+                continue;
+            };
+            let gop = many_gop_peak_mib(res, name, round);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} | {} | {} | {} | {} | {} |",
                 server_name(name),
+                round + 1,
                 r.config.streams,
                 r.config.players,
                 r.players.ok,
@@ -785,6 +805,7 @@ fn render(res: &Results) -> String {
                 f1(edge_total(r, &res.server_cpus)),
                 f1(cpu_per_gbps(r)),
                 proc(r, "edge").map_or("-".into(), |p| f1(p.rss_mib_end)),
+                gop.map_or("-".into(), f1),
                 f1(r.latency_ms.p50),
                 f1(r.latency_ms.p99),
                 f1(r.latency_ms.max),
@@ -798,26 +819,12 @@ fn render(res: &Results) -> String {
             );
         }
     }
-    let _ = writeln!(o);
-    // What the edge's RSS must hold at least: its GOP caches' payload at their fullest (the
-    // edge's own high-water gauge, polled by run.sh until the edge stopped).
-    let gop_peak = res
-        .text("many-ours-gop.txt")
-        .and_then(|t| t.trim().parse::<f64>().ok());
-    if let (Some(gop), Some(edge)) = (gop_peak, res.get("many-ours").and_then(|r| proc(r, "edge")))
-    {
-        let gop_mib = gop / (1024.0 * 1024.0);
-        let _ = writeln!(
-            o,
-            "livecdn edge memory: its GOP caches held at most {} MiB of payload \
-             (`livecdn_media_gop_cache_peak_bytes`); edge RSS {} MiB (peak {}) is {}x that \
-             (aim: at most 1.25x). nginx-rtmp keeps no GOP.\n",
-            f1(gop_mib),
-            f1(edge.rss_mib_end),
-            f1(edge.rss_mib_peak),
-            f2(edge.rss_mib_peak / gop_mib.max(f64::MIN_POSITIVE)),
-        );
-    }
+    let _ = writeln!(
+        o,
+        "\nThe GOP caches' peak is the edge's own high-water gauge \
+         (`livecdn_media_gop_cache_peak_bytes`, polled until the edge stopped): the payload its \
+         RSS must hold at least. nginx-rtmp keeps no GOP.\n"
+    );
 
     if !section_has_runs {
         o.truncate(section_at);
