@@ -26,7 +26,10 @@ pub enum WireSlot {
     FlvTrailer = 2,
 }
 
-const WIRE_SLOTS: usize = 3;
+/// Slots after the first (`Rtmp`), kept out of line: a node whose players all speak RTMP pays
+/// one pointer per frame for them, not two empty `Bytes` (a GOP cache holds tens of thousands
+/// of frames).
+const MORE_SLOTS: usize = 2;
 
 /// One media message. `payload` is the FLV/RTMP message body (tag header byte(s) included),
 /// passed through untouched.
@@ -40,7 +43,8 @@ pub struct MediaFrame {
     /// Codec configuration (AVC/HEVC decoder configuration record, AAC AudioSpecificConfig).
     pub sequence_header: bool,
     pub payload: Bytes,
-    wire: [OnceLock<Bytes>; WIRE_SLOTS],
+    wire: OnceLock<Bytes>,
+    more_wire: OnceLock<Box<[OnceLock<Bytes>; MORE_SLOTS]>>,
 }
 
 impl MediaFrame {
@@ -57,7 +61,8 @@ impl MediaFrame {
             keyframe,
             sequence_header,
             payload,
-            wire: Default::default(),
+            wire: OnceLock::new(),
+            more_wire: OnceLock::new(),
         }
     }
 
@@ -74,7 +79,11 @@ impl MediaFrame {
 
     /// The serialized form for `slot`, built by `build` the first time anyone asks.
     pub fn wire(&self, slot: WireSlot, build: impl FnOnce(&MediaFrame) -> Bytes) -> &Bytes {
-        self.wire[slot as usize].get_or_init(|| build(self))
+        let cell = match slot as usize {
+            0 => &self.wire,
+            n => &self.more_wire.get_or_init(Default::default)[n - 1],
+        };
+        cell.get_or_init(|| build(self))
     }
 
     pub fn is_video(&self) -> bool {
@@ -89,6 +98,19 @@ impl MediaFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_is_small_until_a_second_format_asks() {
+        // Two cache lines' worth per cached frame (with the Arc's counts) is what a GOP cache
+        // of many streams multiplies.
+        assert!(std::mem::size_of::<MediaFrame>() <= 96);
+        let f = MediaFrame::new(FrameKind::Audio, 0, false, false, Bytes::from_static(b"a"));
+        for slot in [WireSlot::Rtmp, WireSlot::FlvHeader, WireSlot::FlvTrailer] {
+            let built = f.wire(slot, |_| Bytes::from(vec![slot as u8])).clone();
+            assert_eq!(f.wire(slot, |_| unreachable!()), &built);
+            assert_eq!(built[0], slot as u8);
+        }
+    }
 
     #[test]
     fn wire_form_is_built_once() {
