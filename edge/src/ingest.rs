@@ -168,7 +168,7 @@ struct Run {
     ingest: Ingest,
     watch: Option<mpsc::Receiver<StreamEvent>>,
     /// The owner as last reported by the registry.
-    owner: Option<StreamRecord>,
+    owner: Option<Arc<StreamRecord>>,
     publisher: Option<Publisher>,
     /// Counts this stream in the pulled-streams gauge while it has a publisher.
     pulled: Option<metric::GaugeGuard>,

@@ -157,15 +157,24 @@ async fn watch_sees_put_deleted_put_in_order() {
     let mut w = edge.watch("live", "cam");
     assert_eq!(next_event(&mut w, d).await, StreamEvent::Deleted);
     a.claim(rec("a"), false).await.expect("claim a");
-    assert_eq!(next_event(&mut w, d).await, StreamEvent::Put(rec("a")));
+    assert_eq!(
+        next_event(&mut w, d).await,
+        StreamEvent::Put(rec("a").into())
+    );
     a.release("live", "cam").await.expect("release a");
     assert_eq!(next_event(&mut w, d).await, StreamEvent::Deleted);
     b.claim(rec("b"), false).await.expect("claim b");
-    assert_eq!(next_event(&mut w, d).await, StreamEvent::Put(rec("b")));
+    assert_eq!(
+        next_event(&mut w, d).await,
+        StreamEvent::Put(rec("b").into())
+    );
 
     // A watch started now begins with the current state.
     let mut late = edge.watch("live", "cam");
-    assert_eq!(next_event(&mut late, d).await, StreamEvent::Put(rec("b")));
+    assert_eq!(
+        next_event(&mut late, d).await,
+        StreamEvent::Put(rec("b").into())
+    );
 
     // Dropping the registry ends its watches.
     drop(edge);
@@ -274,7 +283,10 @@ async fn etcd_outage_then_keys_and_watch_come_back() {
     let mut lost = a.lost_claims();
     let mut w = edge.watch("live", "cam");
     let d = Duration::from_secs(3);
-    assert_eq!(next_event(&mut w, d).await, StreamEvent::Put(rec("a")));
+    assert_eq!(
+        next_event(&mut w, d).await,
+        StreamEvent::Put(rec("a").into())
+    );
 
     tokio::task::block_in_place(|| etcd.stop());
     let outage = Instant::now();
@@ -303,7 +315,7 @@ async fn etcd_outage_then_keys_and_watch_come_back() {
 
     // The watch is re-established and re-sends the current state.
     let event = next_event(&mut w, Duration::from_secs(10)).await;
-    assert_eq!(event, StreamEvent::Put(rec("a")));
+    assert_eq!(event, StreamEvent::Put(rec("a").into()));
     eprintln!(
         "watch re-sent the state {:?} after etcd came back",
         back.elapsed()
@@ -323,7 +335,7 @@ async fn etcd_outage_then_keys_and_watch_come_back() {
     loop {
         match next_event(&mut w, d).await {
             StreamEvent::Deleted => break,
-            StreamEvent::Put(r) => assert_eq!(r, rec("a")),
+            StreamEvent::Put(r) => assert_eq!(*r, rec("a")),
         }
     }
 }
@@ -446,7 +458,7 @@ async fn cluster_view_keeps_its_state_through_a_partition_and_resyncs() {
     let d = Duration::from_secs(3);
     let mut w = view.watch("live", "cam");
     loop {
-        if next_event(&mut w, d).await == StreamEvent::Put(rec("a")) {
+        if next_event(&mut w, d).await == StreamEvent::Put(rec("a").into()) {
             break;
         }
     }
@@ -472,7 +484,7 @@ async fn cluster_view_keeps_its_state_through_a_partition_and_resyncs() {
     let healed = Instant::now();
     assert_eq!(
         next_event(&mut w, Duration::from_secs(10)).await,
-        StreamEvent::Put(rec("b"))
+        StreamEvent::Put(rec("b").into())
     );
     eprintln!("view resynced {:?} after the heal", healed.elapsed());
     b.release("live", "cam").await.expect("release");

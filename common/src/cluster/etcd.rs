@@ -576,7 +576,7 @@ impl Inner {
         let resp = self.call("get", c.get(path, None)).await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         let event = match resp.kvs().first() {
-            Some(kv) => StreamEvent::Put(decode_stream(path, kv.value())?),
+            Some(kv) => StreamEvent::Put(Arc::new(decode_stream(path, kv.value())?)),
             None => StreamEvent::Deleted,
         };
         Ok((event, rev))
@@ -895,7 +895,7 @@ async fn stream_watch_once(
             let event = match (ev.event_type(), ev.kv()) {
                 (EventType::Delete, _) => StreamEvent::Deleted,
                 (EventType::Put, Some(kv)) => match decode_stream(path, kv.value()) {
-                    Ok(r) => StreamEvent::Put(r),
+                    Ok(r) => StreamEvent::Put(Arc::new(r)),
                     Err(e) => {
                         tracing::warn!(error = %e, "undecodable stream record");
                         continue;
@@ -966,7 +966,7 @@ impl Registry for EtcdRegistry {
         let path = self.inner.stream_path(app, name);
         Box::pin(self.inner.measured("lookup", async move {
             match self.inner.current(&path).await? {
-                (StreamEvent::Put(r), _) => Ok(Some(r)),
+                (StreamEvent::Put(r), _) => Ok(Some(Arc::unwrap_or_clone(r))),
                 (StreamEvent::Deleted, _) => Ok(None),
             }
         }))

@@ -70,7 +70,7 @@ impl StoreState {
 
     fn current(&self, key: &str) -> StreamEvent {
         match self.streams.get(key) {
-            Some(e) => StreamEvent::Put(e.record.clone()),
+            Some(e) => StreamEvent::Put(Arc::new(e.record.clone())),
             None => StreamEvent::Deleted,
         }
     }
@@ -148,7 +148,7 @@ impl MemoryRegistry {
                 owner: self.lost.clone(),
             },
         );
-        st.notify(&key, StreamEvent::Put(record.clone()));
+        st.notify(&key, StreamEvent::Put(Arc::new(record.clone())));
         self.store.view.put_stream(key, record);
         Claim::Owned
     }
@@ -311,14 +311,14 @@ mod tests {
         let mut w = b.watch("live", "cam");
         assert_eq!(next(&mut w).await, StreamEvent::Deleted);
         a.claim(rec("a"), false).await.expect("claim");
-        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a")));
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a").into()));
         a.release("live", "cam").await.expect("release");
         assert_eq!(next(&mut w).await, StreamEvent::Deleted);
         b.claim(rec("b"), false).await.expect("claim");
-        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("b")));
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("b").into()));
 
         let mut late = a.watch("live", "cam");
-        assert_eq!(next(&mut late).await, StreamEvent::Put(rec("b")));
+        assert_eq!(next(&mut late).await, StreamEvent::Put(rec("b").into()));
     }
 
     #[tokio::test]
@@ -333,7 +333,7 @@ mod tests {
         b.register(node("b")).await.expect("register");
         a.claim(rec("a"), false).await.expect("claim");
         let mut w = b.watch("live", "cam");
-        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a")));
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a").into()));
         assert_eq!(b.nodes().await.map(|n| n.len()), Ok(2));
 
         a.expire();
@@ -357,7 +357,7 @@ mod tests {
         .await
         .expect("register");
         a.claim(rec("a"), false).await.expect("claim");
-        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a")));
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a").into()));
         assert_eq!(view.lookup("live/cam"), Some(rec("a")));
         assert_eq!(view.nodes().len(), 1);
         a.expire();

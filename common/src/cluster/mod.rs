@@ -36,7 +36,10 @@ pub enum Claim {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// The key exists with this record (sent first with the current state, then on changes).
-    Put(StreamRecord),
+    /// Shared: an event sits in a broadcast ring and in every watcher's queue, and a pulled
+    /// stream's watch is one of those per stream (a 32-slot queue block of full records was
+    /// 5 KiB per pulled stream).
+    Put(std::sync::Arc<StreamRecord>),
     /// The key is absent (sent first if absent, then on deletion).
     Deleted,
 }

@@ -41,7 +41,7 @@ struct ViewState {
 impl ViewState {
     fn current(&self, key: &str) -> StreamEvent {
         match self.streams.get(key) {
-            Some(r) => StreamEvent::Put(r.clone()),
+            Some(r) => StreamEvent::Put(Arc::new(r.clone())),
             None => StreamEvent::Deleted,
         }
     }
@@ -190,7 +190,7 @@ impl ClusterView {
                 return;
             }
             st.streams.insert(key.clone(), record.clone());
-            st.notify(&key, StreamEvent::Put(record));
+            st.notify(&key, StreamEvent::Put(Arc::new(record)));
         }
         self.version.send_modify(|v| *v += 1);
     }
@@ -255,12 +255,12 @@ mod tests {
             "no state before the first snapshot"
         );
         v.replace(vec![], vec![("live/cam".into(), rec("a"))]);
-        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a")));
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("a").into()));
         assert_eq!(next(&mut other).await, StreamEvent::Deleted);
         assert_eq!(v.lookup("live/cam"), Some(rec("a")));
 
         v.put_stream("live/cam".into(), rec("b"));
-        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("b")));
+        assert_eq!(next(&mut w).await, StreamEvent::Put(rec("b").into()));
         // A resync after an outage tells only the keys that changed.
         v.replace(vec![], vec![]);
         assert_eq!(next(&mut w).await, StreamEvent::Deleted);
