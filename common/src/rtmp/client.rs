@@ -81,8 +81,9 @@ const TXN_CREATE_STREAM: f64 = 2.0;
 
 pub struct ClientSession {
     config: ClientConfig,
-    handshake: ClientHandshake,
-    handshake_done: bool,
+    /// Until the handshake is complete. Boxed and dropped then: its blocks are ~1.6 KiB that
+    /// an edge's pull of each stream would otherwise carry for the stream's whole life.
+    handshake: Option<Box<ClientHandshake>>,
     decoder: ChunkDecoder,
     input: BytesMut,
     output: BytesMut,
@@ -97,15 +98,14 @@ pub struct ClientSession {
 impl ClientSession {
     /// Starts the handshake; the first output is C0C1.
     pub fn new(config: ClientConfig) -> Self {
-        let mut handshake = ClientHandshake::new(config.seed, config.handshake);
+        let mut handshake = Box::new(ClientHandshake::new(config.seed, config.handshake));
         let mut output = BytesMut::new();
         if let Some(c0c1) = handshake.take_output() {
             output.extend_from_slice(&c0c1);
         }
         Self {
             decoder: ChunkDecoder::new(config.limits),
-            handshake,
-            handshake_done: false,
+            handshake: Some(handshake),
             input: BytesMut::new(),
             output,
             out_chunk_size: super::chunk::DEFAULT_CHUNK_SIZE,
@@ -193,14 +193,14 @@ impl ClientSession {
 
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.input.extend_from_slice(data);
-        if !self.handshake_done {
-            let used = self.handshake.feed(&self.input)?;
+        if let Some(handshake) = &mut self.handshake {
+            let used = handshake.feed(&self.input)?;
             self.input.advance(used);
-            if let Some(c2) = self.handshake.take_output() {
+            if let Some(c2) = handshake.take_output() {
                 self.output.extend_from_slice(&c2);
             }
-            if self.handshake.is_complete() {
-                self.handshake_done = true;
+            if handshake.is_complete() {
+                self.handshake = None;
                 self.send_connect();
             }
         }
@@ -212,7 +212,7 @@ impl ClientSession {
             if let Some(e) = self.events.pop_front() {
                 return Ok(Some(e));
             }
-            if !self.handshake_done {
+            if self.handshake.is_some() {
                 return Ok(None);
             }
             let Some(msg) = self.decoder.decode(&mut self.input)? else {
