@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -192,7 +192,9 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-/// Writes every buffer, several per `writev`, handling partial writes.
+/// Writes every buffer, several per `writev`, handling partial writes. The `IoSlice` array is
+/// built on the stack of each poll, not kept in the future: a player's task waiting for room
+/// (and every player task, which is as large as its largest await) would carry 1 KiB of it.
 pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
     w: &mut W,
     bufs: &[Bytes],
@@ -200,41 +202,43 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
     const MAX_IOV: usize = 64;
     let mut idx = 0;
     let mut offset = 0;
-    while idx < bufs.len() {
-        if bufs[idx].len() == offset {
-            idx += 1;
-            offset = 0;
-            continue;
-        }
-        // On the stack: this runs once per write to every player.
-        let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        slices[0] = IoSlice::new(&bufs[idx][offset..]);
-        let mut count = 1;
-        for b in bufs[idx + 1..].iter().filter(|b| !b.is_empty()) {
-            if count == MAX_IOV {
-                break;
-            }
-            slices[count] = IoSlice::new(b);
-            count += 1;
-        }
-        let slices = &slices[..count];
-        let mut n = w.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < bufs.len() {
-            let left = bufs[idx].len() - offset;
-            if n >= left {
-                n -= left;
+    std::future::poll_fn(|cx| {
+        loop {
+            while idx < bufs.len() && bufs[idx].len() == offset {
                 idx += 1;
                 offset = 0;
-            } else {
-                offset += n;
-                n = 0;
+            }
+            if idx == bufs.len() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            slices[0] = IoSlice::new(&bufs[idx][offset..]);
+            let mut count = 1;
+            for b in bufs[idx + 1..].iter().filter(|b| !b.is_empty()) {
+                if count == MAX_IOV {
+                    break;
+                }
+                slices[count] = IoSlice::new(b);
+                count += 1;
+            }
+            let mut n = ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            while n > 0 && idx < bufs.len() {
+                let left = bufs[idx].len() - offset;
+                if n >= left {
+                    n -= left;
+                    idx += 1;
+                    offset = 0;
+                } else {
+                    offset += n;
+                    n = 0;
+                }
             }
         }
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// Slowest rate (bytes/s) that counts as progress while a peer's socket is full: a peer that
@@ -485,7 +489,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn vectored_write_delivers_everything_in_order() {

@@ -293,7 +293,9 @@ async fn negotiate<N: Node, T: Transport>(
                         peer: peer.to_string(),
                         conn_id,
                     };
-                    return start_publish(conn, ctx, conn_id, req, stream_id).await;
+                    // Boxed: a player's task is as large as its largest await, and the
+                    // publish path's is larger than the play path's (few connections publish).
+                    return Box::pin(start_publish(conn, ctx, conn_id, req, stream_id)).await;
                 }
                 ServerEvent::Play {
                     stream_id,
