@@ -94,6 +94,9 @@ pub(super) const BATCH_MAX: usize = 16;
 /// reading slowly must not take a whole batch of 16 MiB frames at once.
 const TAKE_MAX_BYTES: usize = 1024 * 1024;
 
+/// Queue slots an emptied queue keeps (it shrinks back to this after a backlog).
+const KEPT_SLOTS: usize = 16;
+
 /// In C layout, the fields a direct write reads first: with the mutex's own word they fill
 /// the first cache line of `SubShared`.
 #[repr(C)]
@@ -364,6 +367,11 @@ impl Queue {
             out.push(f);
         }
         self.bytes = self.bytes.saturating_sub(taken_bytes);
+        // The primed GOP grew the queue to hundreds of slots; a player that keeps up needs a
+        // handful (thousands of players each kept a few KiB of empty slots).
+        if self.frames.is_empty() && self.frames.capacity() > KEPT_SLOTS {
+            self.frames.shrink_to(KEPT_SLOTS);
+        }
         self.direct = false;
         self.pinned = 0;
         std::mem::take(&mut self.written)
@@ -454,6 +462,11 @@ impl Subscriber {
     /// Frames this subscriber lost to overflow.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(super) fn queue_capacity(&self) -> usize {
+        lock(&self.shared.queue).frames.capacity()
     }
 
     /// Payload bytes waiting in this subscriber's queue.

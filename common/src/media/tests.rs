@@ -89,6 +89,20 @@ pub(super) fn config() -> HubConfig {
 }
 
 #[test]
+fn a_drained_queue_gives_back_the_room_its_primed_gop_took() {
+    let hub = Hub::new(config());
+    let publisher = hub.publish(KEY).unwrap();
+    publisher.send(key(0));
+    for i in 1..90 {
+        publisher.send(inter(i * 40));
+    }
+    let mut sub = hub.subscribe(KEY);
+    assert!(sub.queue_capacity() >= 90);
+    assert_eq!(drain(&mut sub).len(), 90);
+    assert!(sub.queue_capacity() <= 16, "{}", sub.queue_capacity());
+}
+
+#[test]
 fn priming_order_is_metadata_headers_then_gop_from_a_keyframe() {
     let hub = Hub::new(config());
     let publisher = hub.publish(KEY).unwrap();
