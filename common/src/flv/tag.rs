@@ -118,7 +118,7 @@ impl FlvTag {
 /// A frame's FLV tag for every HTTP-FLV player, in three parts: the tag header, the frame's
 /// own payload (no copy) and the PreviousTagSize after it. The two small parts are built once
 /// per frame (the frame's wire slots) and shared.
-pub fn flv_wire(frame: &MediaFrame) -> [&Bytes; 3] {
+pub fn flv_wire(frame: &MediaFrame) -> [&[u8]; 3] {
     let size = frame.payload.len().min(MAX_TAG_BODY) as u32;
     let header = frame.wire(WireSlot::FlvHeader, |f| {
         let mut out = BytesMut::with_capacity(TAG_HEADER_LEN);

@@ -60,7 +60,7 @@ pub trait DirectSink: Send + Sync {
 
 /// A protocol's wire form of a frame, in up to three parts (any may be empty): a header, the
 /// frame's own payload (no copy) and a trailer.
-pub type WireFn = for<'a> fn(&'a MediaFrame) -> [&'a Bytes; 3];
+pub type WireFn = for<'a> fn(&'a MediaFrame) -> [&'a [u8]; 3];
 
 /// Appends the wire forms of `frames` minus their first `written` bytes (what a direct write
 /// already sent of them: see `Subscriber::recv`).
@@ -70,11 +70,13 @@ pub fn unwritten_wire(
     mut written: usize,
     wire: WireFn,
 ) {
-    for part in frames.iter().flat_map(|f| wire(f)) {
-        let skip = written.min(part.len());
-        written -= skip;
-        if skip < part.len() {
-            bufs.push(part.slice(skip..));
+    for f in frames {
+        for part in wire(f) {
+            let skip = written.min(part.len());
+            written -= skip;
+            if skip < part.len() {
+                bufs.push(f.wire_bytes(&part[skip..]));
+            }
         }
     }
 }

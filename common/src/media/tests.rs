@@ -766,11 +766,9 @@ impl MemSink {
     }
 }
 
-static NOTHING: Bytes = Bytes::new();
-
 /// The wire form `MemSink` is lent with: the payload alone.
-pub(super) fn mem_wire(frame: &MediaFrame) -> [&Bytes; 3] {
-    [&frame.payload, &NOTHING, &NOTHING]
+pub(super) fn mem_wire(frame: &MediaFrame) -> [&[u8]; 3] {
+    [&frame.payload, &[], &[]]
 }
 
 impl super::DirectSink for MemSink {

@@ -209,7 +209,7 @@ async fn play_taken_over(
         direct: Some(shared.clone()),
     });
     let mut sock = StallTimeout::new(shared.clone(), conn.write_timeout);
-    let mut frames: Vec<Arc<MediaFrame>> = Vec::with_capacity(conn.batch);
+    let mut frames: Vec<Arc<MediaFrame>> = Vec::new();
     let mut bufs = vec![head, Bytes::from_static(&FILE_HEADER)];
     let mut first_frame = Some(asked);
     let mut junk = BytesMut::new();
@@ -227,7 +227,11 @@ async fn play_taken_over(
                 r = write_all_vectored(&mut sock, &bufs) => r,
                 _ = &mut too_slow => Err(std::io::Error::other("player too slow")),
             };
+            // The fan-out writes to this player directly: its task may not wake again for
+            // long, and keeps no room for a batch (the primed GOP's was hundreds of entries).
             bufs.clear();
+            bufs.shrink_to(0);
+            frames.shrink_to(0);
             client.info.book_egress(n as u64);
             if let Err(e) = wrote {
                 break Err(e);
@@ -335,8 +339,12 @@ pub fn body_response(play: FlvPlay, batch: usize) -> axum::response::Response {
                             .record(t.elapsed().as_secs_f64());
                     }
                     for f in st.frames.drain(..) {
-                        st.pending
-                            .extend(flv_wire(&f).into_iter().filter(|b| !b.is_empty()).cloned());
+                        st.pending.extend(
+                            flv_wire(&f)
+                                .into_iter()
+                                .filter(|b| !b.is_empty())
+                                .map(|b| f.wire_bytes(b)),
+                        );
                     }
                 }
                 Err(CloseReason::TooSlow) => {

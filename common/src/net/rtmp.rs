@@ -64,8 +64,6 @@ impl ConnError {
     }
 }
 
-static NO_BYTES: Bytes = Bytes::new();
-
 /// The chunk stream and message type a frame of `kind` goes out on.
 fn csid_and_type(kind: FrameKind) -> (u32, u8) {
     match kind {
@@ -75,15 +73,14 @@ fn csid_and_type(kind: FrameKind) -> (u32, u8) {
     }
 }
 
-/// The RTMP message a frame becomes for every player, in two parts built once per frame: its
-/// chunk header and its payload when it fits one chunk, else the whole chunked message and
-/// nothing (and never a trailer).
-pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 3] {
-    let single = frame.payload.len() <= PLAY_CHUNK_SIZE as usize;
-    let first = frame.wire(WireSlot::Rtmp, |f| {
-        let (csid, tid) = csid_and_type(f.kind);
-        let mut out = BytesMut::new();
-        if single {
+/// The RTMP message a frame becomes for every player, built once per frame: its chunk header
+/// (kept inline in the frame) and its payload when it fits one chunk, else the whole chunked
+/// message (a slot) and nothing; never a trailer.
+pub fn rtmp_wire(frame: &MediaFrame) -> [&[u8]; 3] {
+    if frame.payload.len() <= PLAY_CHUNK_SIZE as usize {
+        let head = frame.head(|f, mut out| {
+            let room = out.len();
+            let (csid, tid) = csid_and_type(f.kind);
             encode_first_header(
                 csid,
                 f.timestamp_ms,
@@ -92,17 +89,25 @@ pub fn rtmp_wire(frame: &MediaFrame) -> [&Bytes; 3] {
                 f.payload.len(),
                 &mut out,
             );
-        } else {
-            let (ts, payload) = (f.timestamp_ms, &f.payload);
-            encode_message(PLAY_CHUNK_SIZE, csid, ts, tid, STREAM_ID, payload, &mut out);
-        }
+            room - out.len()
+        });
+        return [head, &frame.payload, &[]];
+    }
+    let whole = frame.wire(WireSlot::Rtmp, |f| {
+        let (csid, tid) = csid_and_type(f.kind);
+        let mut out = BytesMut::new();
+        encode_message(
+            PLAY_CHUNK_SIZE,
+            csid,
+            f.timestamp_ms,
+            tid,
+            STREAM_ID,
+            &f.payload,
+            &mut out,
+        );
         out.freeze()
     });
-    [
-        first,
-        if single { &frame.payload } else { &NO_BYTES },
-        &NO_BYTES,
-    ]
+    [whole, &[], &[]]
 }
 
 /// Accepts RTMP connections (RTMPS with `tls`) until shutdown; each runs in its own task
@@ -155,8 +160,9 @@ pub async fn serve<N: Node>(
     }
 }
 
-/// A player's batch vectors keep room for this many entries between writes (a queued player
-/// takes a frame or two per wake-up; the primed GOP's batch is given back).
+/// A queued (TLS) player's batch vectors keep room for this many entries between writes (it
+/// takes a frame or two per wake-up; the primed GOP's batch is given back). A player the
+/// fan-out writes to directly keeps none: its task may not wake again for minutes.
 const KEPT_BATCH: usize = 8;
 
 /// Bounds of a connection's read buffer (`Conn::read_some`).
@@ -303,9 +309,9 @@ async fn negotiate<N: Node, T: Transport>(
                     query,
                 } => {
                     let req = PlayRequest {
-                        app: app.clone(),
-                        name: name.clone(),
                         query: join_query(&app_query, &query),
+                        app: std::mem::take(&mut app),
+                        name,
                         peer: peer.to_string(),
                         protocol: "rtmp",
                     };
@@ -403,9 +409,12 @@ async fn start_play<N: Node, T: Transport>(
     set_send_buffer(conn.sock.get_ref().tcp(), ctx.limits.send_buffer);
     conn.session.accept_play(stream_id, &req.name);
     conn.flush().await?;
+    conn.session.release_negotiation();
     // No span of its own: entering one on every poll of every player costs ~1.5% of the
     // edge's CPU; its few log lines carry the stream instead.
     debug!(stream = %req.key(), "play started");
+    // Not kept for the whole play (its strings, in each of thousands of players' tasks).
+    drop(req);
     play_loop(conn, sub, &client.info, stream_id, ctx, asked).await
 }
 
@@ -619,8 +628,12 @@ async fn play_frames<N: Node, T: Transport>(
         // never, and these frames (a whole primed GOP at first) would stay alive until then.
         // The vectors sized for that primed GOP shrink back too (a few KiB per player).
         bufs.clear();
-        bufs.shrink_to(KEPT_BATCH);
-        frames.shrink_to(KEPT_BATCH);
+        let kept = match conn.sock.get_ref().shared() {
+            Some(_) => 0,
+            None => KEPT_BATCH,
+        };
+        bufs.shrink_to(kept);
+        frames.shrink_to(kept);
         client.book_egress(n as u64);
         if had_media && let Some(t) = first_frame.take() {
             metrics::histogram!(metric::FIRST_FRAME, "protocol" => "rtmp")
@@ -707,11 +720,7 @@ mod tests {
                 &payload,
                 &mut expected,
             );
-            assert_eq!(
-                [&a[..], &b[..]].concat(),
-                &expected[..],
-                "{kind:?} {len} bytes"
-            );
+            assert_eq!([a, b].concat(), &expected[..], "{kind:?} {len} bytes");
             // One chunk: the payload is the frame's own, not a copy.
             if len <= PLAY_CHUNK_SIZE as usize {
                 assert_eq!(b.as_ptr(), frame.payload.as_ptr());

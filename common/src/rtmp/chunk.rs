@@ -481,7 +481,7 @@ fn basic_header_len(csid: u32) -> usize {
     }
 }
 
-fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
+fn put_basic_header(out: &mut impl BufMut, fmt: u8, csid: u32) {
     match csid {
         0..=63 => out.put_u8(fmt << 6 | csid as u8),
         64..=319 => {
@@ -532,14 +532,14 @@ pub fn encode_message(
 
 /// The type-0 chunk header that starts a message of `payload_len` bytes (clamped like
 /// `encode_message`): followed by the payload, it is the whole message when the payload fits
-/// one chunk.
+/// one chunk. At most `FIRST_HEADER_MAX` bytes.
 pub fn encode_first_header(
     csid: u32,
     timestamp: u32,
     type_id: u8,
     stream_id: u32,
     payload_len: usize,
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
 ) {
     let csid = csid.clamp(MIN_CSID, MAX_CSID);
     put_basic_header(out, 0, csid);
@@ -551,6 +551,10 @@ pub fn encode_first_header(
         out.put_u32(timestamp);
     }
 }
+
+/// Longest header `encode_first_header` writes: a 3-byte basic header, 11 bytes of message
+/// header and an extended timestamp.
+pub const FIRST_HEADER_MAX: usize = 18;
 
 /// Exact number of bytes `encode_message` appends for these arguments (same clamping).
 pub fn encoded_len(chunk_size: u32, csid: u32, timestamp: u32, payload_len: usize) -> usize {

@@ -214,6 +214,12 @@ impl ServerSession {
         }
     }
 
+    /// Gives back the room negotiation took (its event queue): a player sends next to nothing
+    /// for the rest of its life, and an edge holds thousands of them.
+    pub fn release_negotiation(&mut self) {
+        self.events.shrink_to_fit();
+    }
+
     /// Bytes allocated for input not decoded yet (a partial chunk between reads).
     pub fn input_capacity(&self) -> usize {
         self.input.capacity()
