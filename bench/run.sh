@@ -393,6 +393,8 @@ run_on() {
       nginx-hls) start_nginx_hls; p=("${NGINX_PIDS[@]}") ;;
     esac
     lg "$name" "$@" "${p[@]}"
+    # AFTER_RUN=FUNCTION: called with the run's name once the load ends, servers still up.
+    if [ -n "${AFTER_RUN:-}" ]; then "$AFTER_RUN" "$name"; fi
     if [[ $server == nginx* ]]; then stop_nginx; else stop_ours; fi
     u=$(unattributed "$RESULTS/$name.json"); u=${u:-0}
     if [ "$u" -le "$UNATTRIBUTED_MAX" ] || [ "$attempt" -ge "$RETRIES" ]; then
@@ -475,20 +477,16 @@ fi
 # report compares medians).
 if want many; then
   MANY=("${COMMON[@]}" --streams "$MANY_STREAMS" --players $((MANY_STREAMS * 5)) --ramp 500 --lead 3)
+  # The edge's GOP caches' payload high-water mark (a gauge), read once the load has ended,
+  # before the edge stops: the report sets the edge's RSS against it. (Polling it during the
+  # run put a scrape of the edge and a curl process on the measured cores, ours only.)
+  gop_peak() {
+    curl -fsS "http://127.0.0.1:$E_HTTP/metrics" 2>/dev/null |
+      sed -n 's/^livecdn_media_gop_cache_peak_bytes \([0-9.]*\)$/\1/p' >"$RESULTS/$1-gop.txt" || true
+  }
   for r in $(seq 1 "$REPEAT"); do
     sfx=""; [ "$r" -gt 1 ] && sfx="-r$r"
-    # The edge's GOP caches' payload high-water mark (a gauge), polled until the edge stops:
-    # the report sets the edge's RSS against it.
-    rm -f "$RESULTS/many-ours$sfx-gop.txt"
-    (while :; do
-      v=$(curl -fsS "http://127.0.0.1:$E_HTTP/metrics" 2>/dev/null |
-        sed -n 's/^livecdn_media_gop_cache_peak_bytes \([0-9.]*\)$/\1/p' || true)
-      if [ -n "$v" ]; then echo "$v" >"$RESULTS/many-ours$sfx-gop.txt"; fi
-      sleep 0.5
-    done) &
-    GOP_WATCH=$!; pids+=("$GOP_WATCH")
-    run_on ours "many-ours$sfx" "${MANY[@]}" --publish "rtmp://$O/live/many{n}" --play "rtmp://$E/live/many{n}"
-    stop_pid "$GOP_WATCH"
+    AFTER_RUN=gop_peak run_on ours "many-ours$sfx" "${MANY[@]}" --publish "rtmp://$O/live/many{n}" --play "rtmp://$E/live/many{n}"
     theirs_enabled && run_on nginx "many-nginx$sfx" "${MANY[@]}" \
       --publish "rtmp://$NO/live/many{n}" --play "rtmp://$NE/live/many{n}"
   done
