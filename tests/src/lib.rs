@@ -58,6 +58,13 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
+/// A number no other call in this process returns (for file and directory names).
+fn unique() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Path of a workspace binary built next to the test executable (target/<profile>/NAME).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -96,10 +103,8 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        static SPAWNED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log =
-            std::env::temp_dir().join(format!("livecdn-{}-{}-{n}.log", name, std::process::id(),));
+        let (pid, n) = (std::process::id(), unique());
+        let log = std::env::temp_dir().join(format!("livecdn-{name}-{pid}-{n}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let err = file.try_clone().expect("log file");
         let child = cmd
@@ -453,7 +458,7 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!(
             "livecdn-{name}-{}-{}",
             std::process::id(),
-            free_port()
+            unique()
         ));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Scratch(dir)
